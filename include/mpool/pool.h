@@ -1,0 +1,155 @@
+/* libmpool: a pool of worker processes (Python's multiprocessing.Pool).
+ *
+ * Work is a task function applied to fixed-size input items, each giving a
+ * fixed-size output item written straight into the caller's output array:
+ *
+ *     int square(const void *in, void *out, void *ctx)
+ *     { *(long *)out = *(const long *)in * *(const long *)in; return 0; }
+ *     mpool_pool_map(pool, square, xs, n, sizeof(long), ys, sizeof(long), 0);
+ *
+ * Inputs are read when the call returns (copied into the shared heap, or read
+ * in place when they already lie there: allocate big inputs with
+ * mpool_shm_alloc before creating the pool). `out` must stay valid until the
+ * result is ready. Task functions run in the workers, forked from the
+ * caller's process image: function pointers, globals set before the pool was
+ * created, and shared-heap pointers are valid there.
+ *
+ * Failures are per item: a task that returns non-zero fails its item with
+ * MPOOL_ETASK; a worker that dies while running a task (signal, exit, or the
+ * task timeout) fails that one item with MPOOL_EWORKER, a fresh worker takes
+ * its place and every other item completes. Nothing in the pool hangs on a
+ * dead worker. Workers ignore SIGINT and die with the process that made the
+ * pool.
+ *
+ * A pool is used from the process that created it (any of its threads).
+ */
+#ifndef MPOOL_POOL_H
+#define MPOOL_POOL_H
+
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mpool_pool mpool_pool_t;
+typedef struct mpool_async mpool_async_t;
+typedef struct mpool_iter mpool_iter_t;
+
+/* A task: reads one input item, writes one output item. Non-zero = failure
+ * (the value is reported as mpool_failure_t.status). */
+typedef int (*mpool_task_fn)(const void *in, void *out, void *ctx);
+
+typedef struct {
+    int processes;                 /* workers; 0: mpool_cpu_count() */
+    int (*initializer)(void *arg); /* run once in each worker; non-zero = worker fails */
+    void *initarg;
+    unsigned maxtasksperchild; /* 0: unlimited; else the worker is replaced after that many */
+    double task_timeout;       /* > 0: a task running longer has its worker killed and
+                                  fails with MPOOL_EWORKER (status SIGKILL) */
+    void *ctx;                 /* handed to every task; must be valid in the workers */
+} mpool_pool_opts_t;
+
+typedef struct {
+    size_t index; /* the item that failed */
+    int code;     /* MPOOL_ETASK, MPOOL_EWORKER or ECANCELED */
+    int status;   /* ETASK: the task's return value; EWORKER: the signal that killed the
+                     worker (SIGKILL for a task timeout), or 0 if it exited without one */
+} mpool_failure_t;
+
+/* Starts a pool. `opts` may be NULL (defaults). Returns NULL with errno:
+ * EINVAL (processes < 0, task_timeout < 0), ENOMEM, EAGAIN (fork failed), or
+ * MPOOL_ETASK when the initializer failed in a worker. */
+MPOOL_API mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts);
+
+/* Runs fn on one input and waits for it. Returns 0, the failure code
+ * (MPOOL_ETASK, MPOOL_EWORKER, ECANCELED), or EINVAL (bad arguments, pool
+ * closed). Blocks until done. */
+MPOOL_API int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                               size_t in_size, void *out, size_t out_size);
+
+/* Starts fn on one input; NULL with errno EINVAL or ENOMEM. */
+MPOOL_API mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn,
+                                                const void *in, size_t in_size, void *out,
+                                                size_t out_size);
+
+/* Applies fn to n items of in_size bytes at `in`, writing n items of out_size
+ * bytes at `out`, in chunks of `chunksize` items (0: automatic). Blocks until
+ * every item is done. Returns 0 when all succeeded, else the first failure's
+ * code (details with map_async + mpool_async_failure), or EINVAL (NULL fn,
+ * NULL in/out with n > 0, pool closed). n = 0 returns 0 at once. */
+MPOOL_API int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                             size_t in_size, void *out, size_t out_size, size_t chunksize);
+
+/* The same without waiting; NULL with errno EINVAL or ENOMEM. */
+MPOOL_API mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn,
+                                              const void *in, size_t n, size_t in_size,
+                                              void *out, size_t out_size, size_t chunksize);
+
+/* Applies fn lazily; results come one by one from mpool_iter_next, in input
+ * order (imap) or in completion order (imap_unordered). NULL with errno
+ * EINVAL or ENOMEM. */
+MPOOL_API mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                                        size_t n, size_t in_size, size_t out_size,
+                                        size_t chunksize);
+MPOOL_API mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn,
+                                                  const void *in, size_t n, size_t in_size,
+                                                  size_t out_size, size_t chunksize);
+
+/* The next result: copies it to `out` (out_size bytes; out may be NULL) and
+ * its input index to *index (may be NULL). Waits up to `timeout`. Returns 0;
+ * ENODATA when every item has been returned; ETIMEDOUT; or that item's
+ * MPOOL_ETASK / MPOOL_EWORKER / ECANCELED (the index is set; iteration can
+ * go on). */
+MPOOL_API int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout);
+
+/* Frees an iterator; work not yet consumed is still finished or cancelled
+ * by the pool, never left running against freed memory. NULL is accepted. */
+MPOOL_API void mpool_iter_free(mpool_iter_t *it);
+
+/* Waits until every item of the call is done. Returns 0 once ready, or
+ * ETIMEDOUT. */
+MPOOL_API int mpool_async_wait(mpool_async_t *a, double timeout);
+
+/* True once every item is done. Does not block. */
+MPOOL_API bool mpool_async_ready(mpool_async_t *a);
+
+/* Waits like mpool_async_wait, then returns 0 if every item succeeded (`out`
+ * is filled), else the code of the first failure (lowest index). ETIMEDOUT
+ * if not ready in time. */
+MPOOL_API int mpool_async_get(mpool_async_t *a, double timeout);
+
+/* Details of the first failure (lowest index): returns 0 and fills *f, or
+ * ENODATA when no item has failed (so far), EINVAL for NULL. */
+MPOOL_API int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f);
+
+/* Items done (succeeded or failed) and items in all. Either may be NULL. */
+MPOOL_API void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total);
+
+/* Frees the handle. If the work is still running it is allowed to finish
+ * (writing to `out`) or is cancelled by terminate; the handle itself is
+ * released when the pool no longer needs it. NULL is accepted. */
+MPOOL_API void mpool_async_free(mpool_async_t *a);
+
+/* No more work is accepted (further calls fail with EINVAL); submitted work
+ * still completes. Returns 0, or EINVAL if already closed or terminated. */
+MPOOL_API int mpool_pool_close(mpool_pool_t *p);
+
+/* After close or terminate: waits for every submitted item to finish and
+ * every worker to exit. Returns 0, ETIMEDOUT, or EINVAL (not closed). */
+MPOOL_API int mpool_pool_join(mpool_pool_t *p, double timeout);
+
+/* Stops now: kills the workers; items running or pending fail with
+ * ECANCELED. Returns 0 (also when called twice). Returns promptly. */
+MPOOL_API int mpool_pool_terminate(mpool_pool_t *p);
+
+/* Frees the pool, terminating it if it still runs. Leaves no process, zombie
+ * or descriptor behind. Asyncs and iterators of the pool must not be used
+ * after (free them before or after; their memory is released here if not).
+ * NULL is accepted. */
+MPOOL_API void mpool_pool_free(mpool_pool_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

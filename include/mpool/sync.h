@@ -1,0 +1,174 @@
+/* libmpool: synchronization objects in shared memory (Python's Lock, RLock,
+ * Semaphore, BoundedSemaphore, Event, Condition and Barrier).
+ *
+ * Every object is allocated in the shared heap (see shm.h) and is usable by
+ * every process of the family once a pointer to it reaches them -- also by
+ * processes forked before the object was made. All of them wait on futexes
+ * with the timeout convention of error.h: negative waits forever, 0 tries
+ * once, positive waits at most that long; ETIMEDOUT when the wait ends
+ * without success. Uncontended operations make no system call.
+ *
+ * Free an object only when no process uses it any more; freeing an object
+ * that another process waits on is undefined. Free functions accept NULL.
+ */
+#ifndef MPOOL_SYNC_H
+#define MPOOL_SYNC_H
+
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mpool_lock mpool_lock_t;
+typedef struct mpool_rlock mpool_rlock_t;
+typedef struct mpool_sem mpool_sem_t;
+typedef struct mpool_event mpool_event_t;
+typedef struct mpool_cond mpool_cond_t;
+typedef struct mpool_barrier mpool_barrier_t;
+
+/* How long (seconds) a blocked acquirer of a Lock, RLock or Condition lock
+ * may take, at most, to notice that the holder has died (its thread ended,
+ * or its process exited or was killed) and take the lock with EOWNERDEAD.
+ * A wait shorter than this may still end with ETIMEDOUT. */
+#define MPOOL_OWNER_DEAD_BOUND 0.2
+
+/* ---- Lock: a mutex owned by one thread of one process. -------------------
+ * Not recursive: acquiring a lock the caller holds waits (and times out). */
+
+/* A new unlocked lock. NULL with errno ENOMEM when the shared heap is full. */
+MPOOL_API mpool_lock_t *mpool_lock_new(void);
+
+/* Acquires the lock, waiting up to `timeout`. Returns 0; ETIMEDOUT; or
+ * EOWNERDEAD: the caller now holds the lock, but its previous holder died
+ * holding it, so the data it protects may be inconsistent (the lock itself
+ * works normally after). EINVAL for NULL. */
+MPOOL_API int mpool_lock_acquire(mpool_lock_t *l, double timeout);
+
+/* Releases the lock. Returns 0, or EPERM if the calling thread does not
+ * hold it (including an unlocked lock). Never blocks. */
+MPOOL_API int mpool_lock_release(mpool_lock_t *l);
+
+/* True while some thread holds the lock (a snapshot). */
+MPOOL_API bool mpool_lock_locked(mpool_lock_t *l);
+
+MPOOL_API void mpool_lock_free(mpool_lock_t *l);
+
+/* ---- RLock: a recursive lock; the owner is a thread of a process. --------
+ * Each acquire by the owner adds one level; each release removes one and the
+ * last one unlocks. When the owner dies holding it, the next acquirer gets
+ * it with EOWNERDEAD and a count of 1 (the dead owner's levels are gone). */
+
+MPOOL_API mpool_rlock_t *mpool_rlock_new(void);
+
+/* 0, ETIMEDOUT, EOWNERDEAD (acquired; see above), EINVAL for NULL. Blocks up
+ * to `timeout` when another thread holds it; the owner never blocks. */
+MPOOL_API int mpool_rlock_acquire(mpool_rlock_t *l, double timeout);
+
+/* 0, or EPERM if the caller is not the owner. Never blocks. */
+MPOOL_API int mpool_rlock_release(mpool_rlock_t *l);
+
+MPOOL_API void mpool_rlock_free(mpool_rlock_t *l);
+
+/* ---- Semaphore and BoundedSemaphore. -------------------------------------
+ * A counter; acquire takes one (waiting while it is 0), release adds one. A
+ * bounded semaphore refuses to go above its start value. */
+
+MPOOL_API mpool_sem_t *mpool_sem_new(unsigned value);
+MPOOL_API mpool_sem_t *mpool_bounded_sem_new(unsigned value);
+
+/* Takes one unit, waiting up to `timeout` while the value is 0. Returns 0,
+ * ETIMEDOUT, or EINVAL for NULL. */
+MPOOL_API int mpool_sem_acquire(mpool_sem_t *s, double timeout);
+
+/* Adds one unit and wakes one waiter if any. Returns 0; ERANGE if bounded
+ * and already at its start value (nothing changes); EOVERFLOW at INT_MAX;
+ * EINVAL for NULL. Never blocks. */
+MPOOL_API int mpool_sem_release(mpool_sem_t *s);
+
+/* The current value (a snapshot), or -1 for NULL. */
+MPOOL_API int mpool_sem_value(mpool_sem_t *s);
+
+MPOOL_API void mpool_sem_free(mpool_sem_t *s);
+
+/* ---- Event: a flag that waiters block on until it is set. ---------------- */
+
+MPOOL_API mpool_event_t *mpool_event_new(void);
+
+/* Sets the flag and wakes every waiter. Never blocks. */
+MPOOL_API void mpool_event_set(mpool_event_t *e);
+
+/* Clears the flag. Never blocks. */
+MPOOL_API void mpool_event_clear(mpool_event_t *e);
+
+MPOOL_API bool mpool_event_is_set(mpool_event_t *e);
+
+/* Waits until the flag is set. Returns 0 (set), ETIMEDOUT, or EINVAL. */
+MPOOL_API int mpool_event_wait(mpool_event_t *e, double timeout);
+
+MPOOL_API void mpool_event_free(mpool_event_t *e);
+
+/* ---- Condition: wait for a notification while holding a lock. ------------ */
+
+/* A condition variable on `lock` (which must outlive it), or on a lock of
+ * its own when `lock` is NULL. */
+MPOOL_API mpool_cond_t *mpool_cond_new(mpool_lock_t *lock);
+
+/* Acquire and release the condition's lock; same results as
+ * mpool_lock_acquire and mpool_lock_release. */
+MPOOL_API int mpool_cond_acquire(mpool_cond_t *c, double timeout);
+MPOOL_API int mpool_cond_release(mpool_cond_t *c);
+
+/* Releases the lock, waits for a notification, and takes the lock again
+ * before returning -- also on timeout. The caller must hold the lock (EPERM
+ * otherwise). Returns 0 (notified, or a spurious wake-up: re-check your
+ * condition), ETIMEDOUT, or EOWNERDEAD (the lock was re-taken from a holder
+ * that died). */
+MPOOL_API int mpool_cond_wait(mpool_cond_t *c, double timeout);
+
+/* Waits until pred(arg) is true, re-checking after every wake-up, with the
+ * lock held around each check. Returns 0 once pred is true (at once if it is
+ * true on entry), ETIMEDOUT if it is still false when `timeout` runs out, or
+ * EPERM if the caller does not hold the lock. The lock is held on return. */
+MPOOL_API int mpool_cond_wait_for(mpool_cond_t *c, bool (*pred)(void *arg), void *arg,
+                                  double timeout);
+
+/* Wakes at most `n` waiters, and exactly n when n or more wait. The caller
+ * must hold the lock (EPERM otherwise). Returns 0. Never blocks. */
+MPOOL_API int mpool_cond_notify(mpool_cond_t *c, unsigned n);
+
+/* Wakes every waiter. The caller must hold the lock (EPERM otherwise). */
+MPOOL_API int mpool_cond_notify_all(mpool_cond_t *c);
+
+MPOOL_API void mpool_cond_free(mpool_cond_t *c);
+
+/* ---- Barrier: `parties` processes or threads wait for each other. -------- */
+
+/* A barrier for `parties` (at least 1; EINVAL otherwise). */
+MPOOL_API mpool_barrier_t *mpool_barrier_new(unsigned parties);
+
+/* Waits until `parties` callers have arrived, then all pass. Each caller of a
+ * pass gets a distinct *index in 0..parties-1 (index may be NULL). Returns 0;
+ * ETIMEDOUT when this caller's wait ran out, which breaks the barrier for
+ * everyone; MPOOL_EBROKEN when the barrier is or becomes broken (at once on a
+ * broken barrier, until mpool_barrier_reset). */
+MPOOL_API int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index);
+
+/* Breaks the barrier: current and future waiters get MPOOL_EBROKEN. */
+MPOOL_API void mpool_barrier_abort(mpool_barrier_t *b);
+
+/* Returns the barrier to its empty, unbroken state; current waiters get
+ * MPOOL_EBROKEN. */
+MPOOL_API void mpool_barrier_reset(mpool_barrier_t *b);
+
+MPOOL_API bool mpool_barrier_broken(mpool_barrier_t *b);
+
+/* How many callers wait in the current pass (a snapshot). */
+MPOOL_API unsigned mpool_barrier_n_waiting(mpool_barrier_t *b);
+
+MPOOL_API void mpool_barrier_free(mpool_barrier_t *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

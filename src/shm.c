@@ -1,0 +1,259 @@
+/* The shared heap: one anonymous MAP_SHARED region, mapped when the library
+ * loads so that every process the program forks afterwards inherits it at
+ * the same address.
+ *
+ * Layout: the heap header sits in the first page. Small blocks (total size
+ * a power of two, 128 B to 1 MiB) are carved upwards from `low`; large ones
+ * (whole pages) downwards from `high`. The heap is full when the two meet.
+ * Every block starts with a 64-byte header, so user pointers are 64-byte
+ * aligned.
+ *
+ * Free small blocks go on one list per size class and are reused as they
+ * are. Free large blocks go on an address-ordered list, merged with free
+ * neighbours, and hold the invariant "every byte after the header is zero":
+ * their pages are given back to the system with MADV_REMOVE (the kernel
+ * then reads them as zeros), so big buffers cost no memory once freed and
+ * need no memset when reused.
+ *
+ * Every heap update happens under `lock`, a robust mutex: a process killed
+ * inside the allocator can at worst leak the block it was handling. */
+#include <mpool/shm.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "mutex.h"
+
+#define DEFAULT_SIZE ((size_t)1 << 30)
+#define MIN_SIZE ((size_t)16 << 20)
+#define HEADER 64
+#define MIN_CLASS 7  /* 128 B */
+#define MAX_CLASS 20 /* 1 MiB */
+#define NCLASSES (MAX_CLASS - MIN_CLASS + 1)
+#define PAGE 4096
+#define BLOCK_MAGIC 0x6d706f6f6c626c6bULL /* "mpoolblk" */
+
+enum { BLOCK_FREE = 1, BLOCK_USED = 2 };
+
+typedef struct block {
+    uint64_t magic;
+    size_t size; /* whole block, header included */
+    uint32_t state;
+    uint32_t cls; /* size class, or 0 for a large block */
+    struct block *next;
+} block_t;
+
+typedef struct {
+    mpool__mutex_t lock;
+    char *base, *low, *high, *end;
+    size_t in_use;
+    block_t *small[NCLASSES];
+    block_t *large; /* address order */
+} heap_t;
+
+static heap_t *heap;
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+
+static void heap_init(void)
+{
+    size_t size = DEFAULT_SIZE;
+    const char *env = getenv("MPOOL_SHM_SIZE");
+    if (env && !mpool__parse_size(env, &size)) size = DEFAULT_SIZE;
+    if (size < MIN_SIZE) size = MIN_SIZE;
+    size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+    void *p = MAP_FAILED;
+    /* A smaller heap beats none when the address space is limited. */
+    for (; size >= MIN_SIZE; size /= 2) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+        if (p != MAP_FAILED) break;
+    }
+    if (p == MAP_FAILED) return;
+    heap = p;
+    heap->base = p;
+    heap->low = (char *)p + PAGE;
+    heap->high = heap->end = (char *)p + size;
+}
+
+/* Loaded before main, so before any fork the program makes. */
+__attribute__((constructor)) static void shm_ctor(void) { pthread_once(&heap_once, heap_init); }
+
+static heap_t *get_heap(void)
+{
+    pthread_once(&heap_once, heap_init);
+    return heap;
+}
+
+static void heap_lock(heap_t *h)
+{
+    /* EOWNERDEAD: a holder died in here; at worst it leaked one block. */
+    (void)mpool__mutex_lock(&h->lock, MPOOL_FOREVER);
+}
+
+static unsigned size_class(size_t total)
+{
+    unsigned c = MIN_CLASS;
+    while (((size_t)1 << c) < total) c++;
+    return c;
+}
+
+static void *small_alloc(heap_t *h, size_t size)
+{
+    unsigned c = size_class(size + HEADER);
+    size_t total = (size_t)1 << c;
+    block_t *b = h->small[c - MIN_CLASS];
+    if (b) {
+        h->small[c - MIN_CLASS] = b->next;
+    } else {
+        if ((size_t)(h->high - h->low) < total) return NULL;
+        b = (block_t *)h->low;
+        h->low += total;
+        b->magic = BLOCK_MAGIC;
+        b->size = total;
+        b->cls = c;
+    }
+    b->state = BLOCK_USED;
+    b->next = NULL;
+    h->in_use += total;
+    memset((char *)b + HEADER, 0, total - HEADER);
+    return (char *)b + HEADER;
+}
+
+static void large_init(block_t *b, size_t total, uint32_t state)
+{
+    b->magic = BLOCK_MAGIC;
+    b->size = total;
+    b->cls = 0;
+    b->state = state;
+    b->next = NULL;
+}
+
+static void *large_alloc(heap_t *h, size_t size)
+{
+    if (size > (size_t)(h->end - h->base)) return NULL;
+    size_t total = (size + HEADER + PAGE - 1) & ~(size_t)(PAGE - 1);
+    block_t **link = &h->large, *b;
+    for (b = *link; b; link = &b->next, b = *link)
+        if (b->size >= total) break;
+    if (b) {
+        /* First fit; the tail stays free (its bytes are zero already). */
+        if (b->size > total) {
+            block_t *rest = (block_t *)((char *)b + total);
+            large_init(rest, b->size - total, BLOCK_FREE);
+            rest->next = b->next;
+            *link = rest;
+        } else {
+            *link = b->next;
+        }
+        large_init(b, total, BLOCK_USED);
+    } else {
+        if ((size_t)(h->high - h->low) < total) return NULL;
+        h->high -= total;
+        b = (block_t *)h->high;
+        large_init(b, total, BLOCK_USED);
+    }
+    h->in_use += total;
+    return (char *)b + HEADER;
+}
+
+void *mpool_shm_alloc(size_t size)
+{
+    heap_t *h = get_heap();
+    if (size == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    heap_lock(h);
+    void *p = size + HEADER <= ((size_t)1 << MAX_CLASS) ? small_alloc(h, size)
+                                                         : large_alloc(h, size);
+    mpool__mutex_unlock(&h->lock);
+    if (!p) errno = ENOMEM;
+    return p;
+}
+
+/* Zeroes a free large block's body and returns its pages to the system. */
+static void large_scrub(block_t *b)
+{
+    char *first = (char *)b + HEADER, *pages = (char *)b + PAGE, *end = (char *)b + b->size;
+    memset(first, 0, (size_t)(pages - first));
+    if (end > pages && madvise(pages, (size_t)(end - pages), MADV_REMOVE) != 0)
+        memset(pages, 0, (size_t)(end - pages));
+}
+
+static void large_free(heap_t *h, block_t *b)
+{
+    large_scrub(b);
+    b->state = BLOCK_FREE;
+    if ((char *)b == h->high) { /* the lowest large block: give it back to the gap */
+        h->high += b->size;
+        memset(b, 0, HEADER);
+        /* The free block now touching the gap goes back to it too. */
+        while (h->large && (char *)h->large == h->high) {
+            block_t *n = h->large;
+            h->large = n->next;
+            h->high += n->size;
+            memset(n, 0, HEADER);
+        }
+        return;
+    }
+    block_t **link = &h->large, *prev = NULL;
+    while (*link && *link < b) {
+        prev = *link;
+        link = &prev->next;
+    }
+    b->next = *link;
+    *link = b;
+    if (b->next && (char *)b + b->size == (char *)b->next) {
+        block_t *n = b->next;
+        b->size += n->size;
+        b->next = n->next;
+        memset(n, 0, HEADER);
+    }
+    if (prev && (char *)prev + prev->size == (char *)b) {
+        prev->size += b->size;
+        prev->next = b->next;
+        memset(b, 0, HEADER);
+    }
+}
+
+void mpool_shm_free(void *ptr)
+{
+    heap_t *h = get_heap();
+    if (!ptr || !h || !mpool_shm_contains(ptr)) return;
+    block_t *b = (block_t *)((char *)ptr - HEADER);
+    if (((uintptr_t)ptr & (HEADER - 1)) || (char *)b < h->base + PAGE) return;
+    heap_lock(h);
+    if (b->magic == BLOCK_MAGIC && b->state == BLOCK_USED) {
+        h->in_use -= b->size;
+        if (b->cls) {
+            b->state = BLOCK_FREE;
+            b->next = h->small[b->cls - MIN_CLASS];
+            h->small[b->cls - MIN_CLASS] = b;
+        } else {
+            large_free(h, b);
+        }
+    }
+    mpool__mutex_unlock(&h->lock);
+}
+
+bool mpool_shm_contains(const void *ptr)
+{
+    heap_t *h = get_heap();
+    return h && (const char *)ptr >= h->base && (const char *)ptr < h->end;
+}
+
+void mpool_shm_stats(size_t *reserved, size_t *in_use)
+{
+    heap_t *h = get_heap();
+    if (reserved) *reserved = h ? (size_t)(h->end - h->base) : 0;
+    if (in_use) *in_use = h ? __atomic_load_n(&h->in_use, __ATOMIC_RELAXED) : 0;
+}

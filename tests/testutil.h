@@ -1,0 +1,112 @@
+/* Shared by the cmocka tests: child processes with a time limit, descriptor
+ * counting, and small helpers. Every wait here is bounded. */
+#ifndef MPOOL_TESTUTIL_H
+#define MPOOL_TESTUTIL_H
+
+#include <dirent.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <mpool.h>
+
+/* Open descriptors of this process. */
+static inline int tu_count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the DIR's own descriptor */
+}
+
+static inline double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Forks a child that runs fn(arg) and _exits with its result. */
+static inline pid_t tu_fork(int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(arg));
+    return pid;
+}
+
+/* Waits for a child at most `timeout` seconds, then SIGKILLs it. Returns the
+ * exit status, -N if killed by signal N, or -1000 if it had to be killed. */
+static inline int tu_wait(pid_t pid, double timeout)
+{
+    double end = tu_now() + timeout;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+        if (r < 0) return -2000;
+        if (tu_now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1000;
+        }
+        usleep(1000); /* polling a child's end; no primitive to wait on here */
+    }
+}
+
+/* True if `pid` no longer exists or is a zombie. */
+static inline int tu_pid_gone(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
+/* Children of this process (counted from /proc), zombies included. */
+static inline int tu_count_children(void)
+{
+    int n = 0;
+    pid_t me = getpid();
+    DIR *d = opendir("/proc");
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+#endif
