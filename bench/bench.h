@@ -37,6 +37,9 @@ static inline void bench_ratio(const char *label, const char *a, const char *b)
 }
 
 /* Keeps the compiler from dropping a computation. */
-static inline void bench_use(const void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+static inline void bench_use(const void *p)
+{
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
 
 #endif

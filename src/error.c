@@ -14,7 +14,7 @@
     X(EMSGSIZE, "EMSGSIZE", "Message too large for the buffer or the limit")                       \
     X(EPERM, "EPERM", "Not held by the caller")                                                    \
     X(ERANGE, "ERANGE", "Value out of range (semaphore over its bound, task_done too often)")      \
-    X(EOWNERDEAD, "EOWNERDEAD", "Acquired, but the previous holder died holding it")              \
+    X(EOWNERDEAD, "EOWNERDEAD", "Acquired, but the previous holder died holding it")               \
     X(EBUSY, "EBUSY", "Busy: the process is still running")                                        \
     X(ENODATA, "ENODATA", "No more data: the iterator is exhausted")                               \
     X(ECANCELED, "ECANCELED", "Cancelled: the pool was terminated before the work finished")       \

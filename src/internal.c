@@ -68,8 +68,8 @@ double mpool__remaining(const struct timespec *deadline)
     if (!deadline) return -1.0;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double left = (double)(deadline->tv_sec - now.tv_sec) +
-                  (double)(deadline->tv_nsec - now.tv_nsec) * 1e-9;
+    double left =
+        (double)(deadline->tv_sec - now.tv_sec) + (double)(deadline->tv_nsec - now.tv_nsec) * 1e-9;
     return left > 0 ? left : 0;
 }
 
@@ -105,7 +105,10 @@ static bool read_stat(pid_t tid, char *state, uint64_t *start)
     return true;
 }
 
-pid_t mpool__tid(void) { return (pid_t)(uint32_t)mpool__self(); }
+pid_t mpool__tid(void)
+{
+    return (pid_t)(uint32_t)mpool__self();
+}
 
 uint64_t mpool__self(void)
 {
@@ -132,10 +135,16 @@ bool mpool__thread_dead(uint64_t id)
     return (start & 0xffffffffu) != id >> 32;
 }
 
-static void reset_identity(void) { self_id = 0; }
+static void reset_identity(void)
+{
+    self_id = 0;
+}
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void register_atfork(void) { pthread_atfork(NULL, NULL, reset_identity); }
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, reset_identity);
+}
 
 __attribute__((constructor)) static void internal_init(void)
 {
@@ -175,11 +184,28 @@ bool mpool__parse_size(const char *s, size_t *out)
     if (errno) return false;
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'B' || *end == 'b') end++;
     if (*end != '\0') return false;

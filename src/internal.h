@@ -8,9 +8,9 @@
 #include <time.h>
 #include <sys/types.h>
 
-#define MPOOL_CACHELINE 64
-#define MPOOL_ALIGNED __attribute__((aligned(MPOOL_CACHELINE)))
-#define MPOOL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MPOOL_CACHELINE   64
+#define MPOOL_ALIGNED     __attribute__((aligned(MPOOL_CACHELINE)))
+#define MPOOL_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define MPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- time ---------------------------------------------------------------
@@ -60,6 +60,9 @@ __attribute__((noreturn)) void mpool__child_exit(int code);
  * 1024). Returns false on anything else or overflow. */
 bool mpool__parse_size(const char *s, size_t *out);
 
-static inline void mpool__cpu_relax(void) { __builtin_ia32_pause(); }
+static inline void mpool__cpu_relax(void)
+{
+    __builtin_ia32_pause();
+}
 
 #endif

@@ -46,9 +46,9 @@ int mpool__mutex_lock_slow(mpool__mutex_t *m, uint64_t self, const struct timesp
             w |= MPOOL__MUTEX_WAIT;
         }
         struct timespec wake = check_at;
-        bool until_deadline = deadline && (deadline->tv_sec < wake.tv_sec ||
-                                           (deadline->tv_sec == wake.tv_sec &&
-                                            deadline->tv_nsec < wake.tv_nsec));
+        bool until_deadline =
+            deadline && (deadline->tv_sec < wake.tv_sec ||
+                         (deadline->tv_sec == wake.tv_sec && deadline->tv_nsec < wake.tv_nsec));
         if (until_deadline) wake = *deadline;
         int r = mpool__futex_wait(&m->word, (uint32_t)w, &wake);
         if (r != ETIMEDOUT) continue;

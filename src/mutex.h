@@ -43,8 +43,8 @@ int mpool__mutex_lock_slow(mpool__mutex_t *m, uint64_t self, const struct timesp
 static inline int mpool__mutex_lock(mpool__mutex_t *m, double timeout)
 {
     uint64_t self = mpool__self(), zero = 0;
-    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false,
-                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
+                                                 __ATOMIC_RELAXED)))
         return 0;
     struct timespec ts;
     bool limited = mpool__deadline(timeout, &ts);
@@ -67,8 +67,8 @@ int mpool__mutex_unlock_slow(mpool__mutex_t *m, uint64_t self);
 static inline int mpool__mutex_unlock(mpool__mutex_t *m)
 {
     uint64_t self = mpool__self(), expect = self;
-    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false,
-                                                 __ATOMIC_RELEASE, __ATOMIC_RELAXED)))
+    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
+                                                 __ATOMIC_RELAXED)))
         return 0;
     return mpool__mutex_unlock_slow(m, self);
 }

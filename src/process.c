@@ -112,9 +112,15 @@ int mpool_process_join(mpool_process_t *p, double timeout)
     return 0;
 }
 
-bool mpool_process_is_alive(mpool_process_t *p) { return p && p->pid && !try_reap(p); }
+bool mpool_process_is_alive(mpool_process_t *p)
+{
+    return p && p->pid && !try_reap(p);
+}
 
-pid_t mpool_process_pid(const mpool_process_t *p) { return p ? p->pid : 0; }
+pid_t mpool_process_pid(const mpool_process_t *p)
+{
+    return p ? p->pid : 0;
+}
 
 bool mpool_process_exitcode(mpool_process_t *p, int *code)
 {
@@ -127,18 +133,29 @@ static int send_signal(mpool_process_t *p, int sig)
 {
     if (!p || !p->pid) return EINVAL;
     if (p->reaped) return 0;
-    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) != 0 && errno != ESRCH)
-        return errno;
+    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) != 0 && errno != ESRCH) return errno;
     return 0;
 }
 
-int mpool_process_terminate(mpool_process_t *p) { return send_signal(p, SIGTERM); }
+int mpool_process_terminate(mpool_process_t *p)
+{
+    return send_signal(p, SIGTERM);
+}
 
-int mpool_process_kill(mpool_process_t *p) { return send_signal(p, SIGKILL); }
+int mpool_process_kill(mpool_process_t *p)
+{
+    return send_signal(p, SIGKILL);
+}
 
-int mpool_process_sentinel(const mpool_process_t *p) { return p ? p->pidfd : -1; }
+int mpool_process_sentinel(const mpool_process_t *p)
+{
+    return p ? p->pidfd : -1;
+}
 
-const char *mpool_process_name(const mpool_process_t *p) { return p ? p->name : NULL; }
+const char *mpool_process_name(const mpool_process_t *p)
+{
+    return p ? p->name : NULL;
+}
 
 int mpool_process_free(mpool_process_t *p)
 {

@@ -30,13 +30,13 @@
 #include "mutex.h"
 
 #define DEFAULT_SIZE ((size_t)1 << 30)
-#define MIN_SIZE ((size_t)16 << 20)
-#define HEADER 64
-#define MIN_CLASS 7  /* 128 B */
-#define MAX_CLASS 20 /* 1 MiB */
-#define NCLASSES (MAX_CLASS - MIN_CLASS + 1)
-#define PAGE 4096
-#define BLOCK_MAGIC 0x6d706f6f6c626c6bULL /* "mpoolblk" */
+#define MIN_SIZE     ((size_t)16 << 20)
+#define HEADER       64
+#define MIN_CLASS    7  /* 128 B */
+#define MAX_CLASS    20 /* 1 MiB */
+#define NCLASSES     (MAX_CLASS - MIN_CLASS + 1)
+#define PAGE         4096
+#define BLOCK_MAGIC  0x6d706f6f6c626c6bULL /* "mpoolblk" */
 
 enum { BLOCK_FREE = 1, BLOCK_USED = 2 };
 
@@ -69,8 +69,8 @@ static void heap_init(void)
     void *p = MAP_FAILED;
     /* A smaller heap beats none when the address space is limited. */
     for (; size >= MIN_SIZE; size /= 2) {
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+                 0);
         if (p != MAP_FAILED) break;
     }
     if (p == MAP_FAILED) return;
@@ -81,7 +81,10 @@ static void heap_init(void)
 }
 
 /* Loaded before main, so before any fork the program makes. */
-__attribute__((constructor)) static void shm_ctor(void) { pthread_once(&heap_once, heap_init); }
+__attribute__((constructor)) static void shm_ctor(void)
+{
+    pthread_once(&heap_once, heap_init);
+}
 
 static heap_t *get_heap(void)
 {
@@ -135,7 +138,6 @@ static void large_init(block_t *b, size_t total, uint32_t state)
 
 static void *large_alloc(heap_t *h, size_t size)
 {
-    if (size > (size_t)(h->end - h->base)) return NULL;
     size_t total = (size + HEADER + PAGE - 1) & ~(size_t)(PAGE - 1);
     block_t **link = &h->large, *b;
     for (b = *link; b; link = &b->next, b = *link)
@@ -168,13 +170,13 @@ void *mpool_shm_alloc(size_t size)
         errno = EINVAL;
         return NULL;
     }
-    if (!h) {
+    if (!h || size > (size_t)(h->end - h->base)) { /* also keeps size + HEADER from wrapping */
         errno = ENOMEM;
         return NULL;
     }
     heap_lock(h);
-    void *p = size + HEADER <= ((size_t)1 << MAX_CLASS) ? small_alloc(h, size)
-                                                         : large_alloc(h, size);
+    void *p =
+        size + HEADER <= ((size_t)1 << MAX_CLASS) ? small_alloc(h, size) : large_alloc(h, size);
     mpool__mutex_unlock(&h->lock);
     if (!p) errno = ENOMEM;
     return p;

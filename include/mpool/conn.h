@@ -42,8 +42,7 @@ MPOOL_API int mpool_conn_send(mpool_conn_t *c, const void *buf, size_t len);
  * over MPOOL_MSG_MAX, or the peer closed in mid-message); EINVAL (NULL, or a
  * send-only end). Once a message has started to arrive, the rest is waited
  * for without the timeout. */
-MPOOL_API int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *len,
-                              double timeout);
+MPOOL_API int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Like mpool_conn_recv, into a buffer it allocates with malloc (free it with
  * free(); a zero-length message still gives a non-NULL buffer). ENOMEM if

@@ -40,8 +40,7 @@ MPOOL_API int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, do
  * waiting up to `timeout` while the queue is empty. Returns 0; ETIMEDOUT
  * (empty); EPIPE (closed and drained); EMSGSIZE (cap too small: *len is set to
  * the size needed and the item stays in the queue); EINVAL. */
-MPOOL_API int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len,
-                              double timeout);
+MPOOL_API int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Number of items in the queue (a snapshot); 0 for NULL. */
 MPOOL_API size_t mpool_queue_qsize(mpool_queue_t *q);
