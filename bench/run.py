@@ -12,7 +12,8 @@ machine hits libmpool, raw syscalls and Python alike.
 Protocol: a benchmark prints lines
     RESULT <metric> <value> <unit>    one measurement (lower is better unless
                                        the unit ends in "/s" or is "x")
-    RATIO <label> <metric-a> <metric-b>   report median(a) / median(b)
+    RATIO <label> <metric-a> <metric-b>   report median(a) / median(b); the
+                                       label may contain spaces
 and anything else, which is ignored. MPOOL_BENCH_QUICK=1 in the environment
 (--quick) asks for a short smoke run.
 """
@@ -78,8 +79,11 @@ def main():
                         order.append(f[1])
                     results.setdefault(f[1], []).append(float(f[2]))
                     units[f[1]] = f[3]
-                elif len(f) == 4 and f[0] == "RATIO" and (f[1], f[2], f[3]) not in ratios:
-                    ratios.append((f[1], f[2], f[3]))
+                elif len(f) >= 4 and f[0] == "RATIO":
+                    # The label may hold spaces: the last two words are the metrics.
+                    ratio = (" ".join(f[1:-2]), f[-2], f[-1])
+                    if ratio not in ratios:
+                        ratios.append(ratio)
     md = args.markdown
     print("| metric | median | unit | min | max | runs |" if md else
           f"{'metric':48} {'median':>12} {'unit':10} {'min':>12} {'max':>12} runs")

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# libmpool's one entry point for developers and CI.
+#
+#   ./dev.sh demos      build (Release) and run every example
+#   ./dev.sh test       build and run every test (ctest)
+#   ./dev.sh sanitize   the same tests built with ASan + UBSan
+#   ./dev.sh install-check  install to a temporary prefix and build a small
+#                       program against it with pkg-config and find_package
+#   ./dev.sh bench      run every benchmark side by side (bench/run.py)
+#
+# Missing tools and libraries are installed with apt-get when running as
+# root; otherwise the script stops and names the Debian package to install.
+set -euo pipefail
+cd "$(dirname "$0")"
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+need() { # need <command-or-header> <debian-package>...
+    local what=$1
+    shift
+    case $what in
+    */*) [ -e "$what" ] && return 0 ;;
+    *) command -v "$what" >/dev/null 2>&1 && return 0 ;;
+    esac
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "dev.sh: installing $* (for $what)" >&2
+        if [ -z "${MPOOL_APT_UPDATED:-}" ]; then
+            apt-get update -qq >&2 || true
+            export MPOOL_APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    else
+        echo "dev.sh: $what is missing: install it with 'sudo apt-get install $*'" >&2
+        exit 1
+    fi
+}
+
+need_build_tools() {
+    need cc gcc
+    need cmake cmake
+    need make make
+}
+
+need_cmocka() { need /usr/include/cmocka.h libcmocka-dev; }
+
+configure() { # configure <dir> [cmake args...]
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+}
+
+run_tests() { # run_tests <dir> [cmake args...]
+    local dir=$1
+    shift
+    need_build_tools
+    need_cmocka
+    configure "$dir" -DMPOOL_BUILD_TESTS=ON -DMPOOL_BUILD_EXAMPLES=ON -DMPOOL_BUILD_BENCH=ON "$@"
+    (cd "$dir" && ctest --output-on-failure)
+}
+
+demos() {
+    need_build_tools
+    configure build-release -DCMAKE_BUILD_TYPE=Release -DMPOOL_BUILD_TESTS=OFF \
+        -DMPOOL_BUILD_EXAMPLES=ON -DMPOOL_BUILD_BENCH=OFF
+    local demo
+    for demo in squares counter rlock pipe_hello producer_consumer joinable pi pi_pool primes align; do
+        if [ -x "build-release/$demo" ]; then
+            printf '\n=== %s\n' "$demo"
+            "build-release/$demo"
+        fi
+    done
+}
+
+install_check() {
+    need_build_tools
+    need pkg-config pkg-config
+    local tmp
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' RETURN
+    configure "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DMPOOL_BUILD_TESTS=OFF \
+        -DMPOOL_BUILD_EXAMPLES=OFF -DMPOOL_BUILD_BENCH=OFF -DCMAKE_INSTALL_PREFIX="$tmp/prefix"
+    cmake --install "$tmp/build" >/dev/null
+    mkdir -p "$tmp/app"
+    cat >"$tmp/app/hello.c" <<'C'
+#include <mpool.h>
+#include <stdio.h>
+static int child(void *arg) { *(long *)arg = 42; return 0; }
+int main(void) {
+    long *v = mpool_shm_alloc(sizeof *v);
+    mpool_process_t *p = mpool_process_new(child, v, NULL);
+    if (!v || !p || mpool_process_start(p) || mpool_process_join(p, 10)) return 1;
+    mpool_process_free(p);
+    printf("child wrote %ld\n", *v);
+    return *v == 42 ? 0 : 1;
+}
+C
+    cat >"$tmp/app/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.16)
+project(hello C)
+find_package(mpool 1 REQUIRED)
+add_executable(hello hello.c)
+target_link_libraries(hello PRIVATE mpool::mpool)
+CM
+    echo "install-check: find_package(mpool)"
+    cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+    cmake --build "$tmp/app/build" >/dev/null
+    "$tmp/app/build/hello"
+    echo "install-check: pkg-config mpool"
+    local libdir
+    libdir=$(find "$tmp/prefix" -name mpool.pc -printf '%h\n' | head -1)
+    PKG_CONFIG_PATH=$libdir cc "$tmp/app/hello.c" -o "$tmp/app/hello-pc" \
+        $(PKG_CONFIG_PATH=$libdir pkg-config --cflags --libs mpool)
+    LD_LIBRARY_PATH=$(dirname "$libdir") "$tmp/app/hello-pc"
+    echo "install-check: exported symbols"
+    local bad
+    bad=$(nm -D --defined-only "$tmp/prefix"/lib*/libmpool.so | awk '{print $3}' | grep -v '^mpool_' || true)
+    if [ -n "$bad" ]; then
+        echo "install-check: symbols outside the mpool_ API are exported:" $bad >&2
+        return 1
+    fi
+    echo "install-check: only mpool_* symbols exported; OK"
+}
+
+case "${1:-}" in
+demos) demos ;;
+test) run_tests build-test ;;
+sanitize) ASAN_OPTIONS=detect_leaks=1 run_tests build-asan -DMPOOL_SANITIZE=address,undefined ;;
+install-check) install_check ;;
+bench)
+    need_build_tools
+    shift
+    python3 bench/run.py "$@"
+    ;;
+*)
+    sed -n '2,12p' "$0"
+    exit 2
+    ;;
+esac
