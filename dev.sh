@@ -42,6 +42,19 @@ need_build_tools() {
 
 need_cmocka() { need /usr/include/cmocka.h libcmocka-dev; }
 
+# Open MPI is optional (it builds and tests the MPI backend, libmpool_mpi):
+# installed when we may, otherwise the MPI parts are skipped with a note.
+want_mpi() {
+    if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then return 0; fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        need mpicc libopenmpi-dev openmpi-bin
+        need mpirun openmpi-bin
+    else
+        echo "dev.sh: Open MPI not found: the MPI backend is skipped" \
+            "(install it with 'sudo apt-get install libopenmpi-dev openmpi-bin')" >&2
+    fi
+}
+
 configure() { # configure <dir> [cmake args...]
     local dir=$1
     shift
@@ -54,6 +67,7 @@ run_tests() { # run_tests <dir> [cmake args...]
     shift
     need_build_tools
     need_cmocka
+    want_mpi
     configure "$dir" -DMPOOL_BUILD_TESTS=ON -DMPOOL_BUILD_EXAMPLES=ON -DMPOOL_BUILD_BENCH=ON "$@"
     (cd "$dir" && ctest --output-on-failure)
 }
