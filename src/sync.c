@@ -21,6 +21,7 @@
 #include <mpool/sync.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <mpool/shm.h>
 
 #include "futex.h"
@@ -32,6 +33,35 @@
  * catch a hand-off between two running processes, short enough not to steal
  * one of the 2 CPUs from the process we wait for. */
 #define SPINS 48
+
+/* ---- the caller's identity ---------------------------------------------------
+ * mpool__self() is a call into internal.c; the lock fast paths read this
+ * per-thread copy instead (one TLS load), which measured ~1 ns of the ~9 ns
+ * of an uncontended acquire + release. Cleared in a forked child, like the
+ * original, and refilled from mpool__self() on first use. */
+
+static __thread uint64_t cached_self __attribute__((tls_model("initial-exec")));
+
+static __attribute__((noinline, cold)) uint64_t refill_self(void)
+{
+    return cached_self = mpool__self();
+}
+
+static inline uint64_t self_id(void)
+{
+    uint64_t s = cached_self;
+    return MPOOL_LIKELY(s) ? s : refill_self();
+}
+
+static void forget_self(void)
+{
+    cached_self = 0;
+}
+
+__attribute__((constructor)) static void sync_init(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
 
 /* ---- the common wait ------------------------------------------------------ */
 
@@ -70,6 +100,35 @@ static void wake_if_sleepers(uint32_t *word, uint32_t *sleepers, int n)
 
 /* ---- Lock ------------------------------------------------------------------ */
 
+/* The waiting half of mpool__mutex_lock, kept out of line so that the fast
+ * path below compiles to a leaf (no register saves around one CAS). */
+static __attribute__((noinline)) int mutex_lock_wait(mpool__mutex_t *m, uint64_t self,
+                                                     double timeout)
+{
+    struct timespec ts;
+    return mpool__mutex_lock_slow(m, self, make_deadline(timeout, &ts), timeout == 0);
+}
+
+/* mpool__mutex_unlock with the cached identity: one CAS when nobody waits. */
+static inline int mutex_unlock(mpool__mutex_t *m)
+{
+    uint64_t self = self_id(), expect = self;
+    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
+                                                 __ATOMIC_RELAXED)))
+        return 0;
+    return mpool__mutex_unlock_slow(m, self);
+}
+
+/* mpool__mutex_lock: one CAS when free, else mutex_lock_wait. */
+static inline int mutex_lock(mpool__mutex_t *m, double timeout)
+{
+    uint64_t self = self_id(), zero = 0;
+    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
+                                                 __ATOMIC_RELAXED)))
+        return 0;
+    return mutex_lock_wait(m, self, timeout);
+}
+
 struct mpool_lock {
     mpool__mutex_t m; /* states and owners: see mutex.h */
 };
@@ -82,13 +141,13 @@ mpool_lock_t *mpool_lock_new(void)
 int mpool_lock_acquire(mpool_lock_t *l, double timeout)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    return mpool__mutex_lock(&l->m, timeout);
+    return mutex_lock(&l->m, timeout);
 }
 
 int mpool_lock_release(mpool_lock_t *l)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    return mpool__mutex_unlock(&l->m);
+    return mutex_unlock(&l->m);
 }
 
 bool mpool_lock_locked(mpool_lock_t *l)
@@ -124,7 +183,7 @@ int mpool_rlock_acquire(mpool_rlock_t *l, double timeout)
         l->count++;
         return 0;
     }
-    int r = mpool__mutex_lock(&l->m, timeout);
+    int r = mutex_lock(&l->m, timeout);
     if (r == 0 || r == EOWNERDEAD) l->count = 1;
     return r;
 }
