@@ -226,21 +226,17 @@ static void bench_contended(void)
 /* ---- ping-pong: a turn handed between two processes ----------------------- */
 
 /* Raw futex: the word says whose turn it is (0: parent, 1: child). Every
- * hand-off wakes through the kernel; `spin` first polls up to ~5 us. */
-static void raw_wait_turn(uint32_t *w, uint32_t mine, bool spin)
+ * hand-off wakes through the kernel: no spin, no waiters count. */
+static void raw_wait_turn(uint32_t *w, uint32_t mine)
 {
-    for (int i = 0; spin && i < 200; i++) {
-        if (__atomic_load_n(w, __ATOMIC_ACQUIRE) == mine) return;
-        __builtin_ia32_pause();
-    }
     uint32_t v;
     while ((v = __atomic_load_n(w, __ATOMIC_ACQUIRE)) != mine) futex_wait(w, v);
 }
 
-static void raw_side(uint32_t *w, uint32_t mine, bool spin)
+static void raw_side(uint32_t *w, uint32_t mine)
 {
     for (long i = 0; i < n_rounds; i++) {
-        raw_wait_turn(w, mine, spin);
+        raw_wait_turn(w, mine);
         __atomic_store_n(w, !mine, __ATOMIC_RELEASE);
         futex_wake(w, 1);
     }
@@ -279,16 +275,13 @@ static void cond_side(pp_t *p, bool parent)
     mpool_cond_release(p->cond);
 }
 
-enum { PP_RAW, PP_RAW_SPIN, PP_EVENT, PP_COND };
+enum { PP_RAW, PP_EVENT, PP_COND };
 
 static void pp_side(int kind, void *obj, bool parent)
 {
     switch (kind) {
     case PP_RAW:
-        raw_side(obj, !parent, false);
-        break;
-    case PP_RAW_SPIN:
-        raw_side(obj, !parent, true);
+        raw_side(obj, !parent);
         break;
     case PP_EVENT:
         event_side(obj, parent);
@@ -306,7 +299,7 @@ static double pingpong_once(int kind)
     p->pong = mpool_event_new();
     p->cond = mpool_cond_new(NULL);
     /* raw: the word starts at 0, the parent's "not my turn" is 1. */
-    void *obj = kind <= PP_RAW_SPIN ? (void *)&p->turn : (void *)p;
+    void *obj = kind == PP_RAW ? (void *)&p->turn : (void *)p;
     if (kind == PP_COND) p->turn = 1;
     fflush(NULL);
     double t = bench_now();
@@ -327,8 +320,8 @@ static double pingpong_once(int kind)
 
 static void bench_pingpong(void)
 {
-    static const char *names[] = {"pingpong_raw_futex", "pingpong_raw_spin_futex",
-                                  "pingpong_mpool_event", "pingpong_mpool_cond"};
+    static const char *names[] = {"pingpong_raw_futex", "pingpong_mpool_event",
+                                  "pingpong_mpool_cond"};
     for (int k = PP_RAW; k <= PP_COND; k++) bench_result(names[k], pingpong_once(k), "us");
 }
 
@@ -341,17 +334,15 @@ int main(void)
     bench_uncontended();
     bench_contended();
     bench_pingpong();
-    bench_ratio("lock uncontended mpool/glibc_pshared", "lock_uncontended_mpool",
+    bench_ratio("mpool/glibc_pshared_lock_uncontended", "lock_uncontended_mpool",
                 "lock_uncontended_glibc_pshared");
-    bench_ratio("lock uncontended mpool/glibc_robust", "lock_uncontended_mpool",
+    bench_ratio("mpool/glibc_robust_lock_uncontended", "lock_uncontended_mpool",
                 "lock_uncontended_glibc_robust");
-    bench_ratio("lock uncontended mpool/raw_futex", "lock_uncontended_mpool",
+    bench_ratio("mpool/raw_futex_lock_uncontended", "lock_uncontended_mpool",
                 "lock_uncontended_raw_futex");
-    bench_ratio("lock contended mpool/glibc_pshared", "lock_contended_mpool_total",
+    bench_ratio("mpool/glibc_pshared_lock_contended", "lock_contended_mpool_total",
                 "lock_contended_glibc_pshared_total");
-    bench_ratio("ping-pong event mpool/raw_futex", "pingpong_mpool_event", "pingpong_raw_futex");
-    bench_ratio("ping-pong cond mpool/raw_futex", "pingpong_mpool_cond", "pingpong_raw_futex");
-    bench_ratio("ping-pong event mpool/raw_spin_futex", "pingpong_mpool_event",
-                "pingpong_raw_spin_futex");
+    bench_ratio("mpool_event/raw_futex_pingpong", "pingpong_mpool_event", "pingpong_raw_futex");
+    bench_ratio("mpool_cond/raw_futex_pingpong", "pingpong_mpool_cond", "pingpong_raw_futex");
     return 0;
 }
