@@ -295,6 +295,12 @@ static int child_rlock_die(void *arg)
     return 0; /* exits holding three levels */
 }
 
+/* Another thread of the owner's process is not the owner. */
+static void *thread_rlock_refused(void *arg)
+{
+    return (void *)(intptr_t)child_rlock_refused(arg);
+}
+
 static void test_rlock(void **state)
 {
     (void)state;
@@ -302,6 +308,11 @@ static void test_rlock(void **state)
     assert_int_equal(mpool_rlock_release(sh->rlock), EPERM);
     for (int i = 0; i < 3; i++) assert_int_equal(mpool_rlock_acquire(sh->rlock, 0), 0);
     wait_ok(tu_fork(child_rlock_refused, sh));
+    pthread_t th;
+    void *ret;
+    assert_int_equal(pthread_create(&th, NULL, thread_rlock_refused, sh), 0);
+    pthread_join(th, &ret);
+    assert_int_equal((int)(intptr_t)ret, 0);
     for (int i = 0; i < 2; i++) assert_int_equal(mpool_rlock_release(sh->rlock), 0);
     wait_ok(tu_fork(child_rlock_refused, sh)); /* one level left: still held */
     assert_int_equal(mpool_rlock_release(sh->rlock), 0);
@@ -890,6 +901,51 @@ static void test_barrier_abort_reset(void **state)
     mpool_shm_free(s);
 }
 
+/* ---- a full shared heap ---------------------------------------------------------------- */
+
+#define MAX_BLOCKS 20000
+
+/* Fills the shared heap: big blocks first, then ever smaller ones. */
+static int fill_heap(void **blocks)
+{
+    int n = 0;
+    for (size_t size = (size_t)64 << 20; size >= 64 && n < MAX_BLOCKS; size /= 2)
+        while (n < MAX_BLOCKS && (blocks[n] = mpool_shm_alloc(size))) n++;
+    return n;
+}
+
+static void test_heap_full(void **state)
+{
+    (void)state;
+    cv_t *v = cv_new();
+    void **blocks = calloc(MAX_BLOCKS, sizeof *blocks);
+    assert_non_null(blocks);
+    int n = fill_heap(blocks);
+    assert_true(n < MAX_BLOCKS);
+    errno = 0;
+    assert_null(mpool_lock_new());
+    assert_int_equal(errno, ENOMEM);
+    assert_null(mpool_rlock_new());
+    assert_null(mpool_sem_new(1));
+    assert_null(mpool_bounded_sem_new(1));
+    assert_null(mpool_event_new());
+    assert_null(mpool_cond_new(NULL));
+    errno = 0;
+    assert_null(mpool_barrier_new(2));
+    assert_int_equal(errno, ENOMEM);
+    /* A wait with no room for its record fails at once, lock still held. */
+    assert_int_equal(mpool_cond_acquire(v->cond, 0), 0);
+    assert_int_equal(mpool_cond_wait(v->cond, 5), ENOMEM);
+    assert_true(mpool_lock_locked(v->lock));
+    assert_int_equal(mpool_cond_release(v->cond), 0);
+    for (int i = 0; i < n; i++) mpool_shm_free(blocks[i]);
+    free(blocks);
+    mpool_lock_t *l = mpool_lock_new();
+    assert_non_null(l);
+    mpool_lock_free(l);
+    cv_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -914,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_barrier_passes),
         cmocka_unit_test(test_barrier_timeout_breaks),
         cmocka_unit_test(test_barrier_abort_reset),
+        cmocka_unit_test(test_heap_full),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     return failed || tu_count_children() != 0;
