@@ -9,9 +9,9 @@
  * without success. Uncontended operations make no system call.
  *
  * Free an object only when no process uses it any more; freeing an object
- * that another process waits on is undefined. Free functions accept NULL;
- * every other function given NULL returns EINVAL (or false, 0 or -1 where it
- * returns no error code) and never crashes.
+ * that another process waits on is undefined. Free functions accept NULL.
+ * Given NULL, a function that returns an error code returns EINVAL; the
+ * others do nothing, or return false, 0 or -1.
  */
 #ifndef MPOOL_SYNC_H
 #define MPOOL_SYNC_H
@@ -168,8 +168,9 @@ MPOOL_API mpool_barrier_t *mpool_barrier_new(unsigned parties);
  * everyone (so a timeout of 0 breaks it unless the caller is the last to
  * arrive, as in Python); MPOOL_EBROKEN when the barrier is or becomes broken
  * (at once on a broken barrier, until mpool_barrier_reset); EINVAL for NULL.
- * A party that dies while waiting leaves the pass short: the others wait
- * until their timeout, which breaks the barrier. */
+ * A party that dies before arriving leaves the pass short: the others wait
+ * until a timeout breaks the barrier (one that dies while waiting has
+ * arrived already and does not hold the pass up). */
 MPOOL_API int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index);
 
 /* Breaks the barrier: current and future waiters get MPOOL_EBROKEN. */
