@@ -269,7 +269,10 @@ int mpool_sem_release(mpool_sem_t *s)
         if (v >= s->max) return s->bounded ? ERANGE : EOVERFLOW;
     } while (!__atomic_compare_exchange_n(&s->value, &v, v + 1, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_RELAXED));
-    wake_if_sleepers(&s->value, &s->sleepers, 1);
+    /* One sleeper per unit now available: usually 1, but if a sleeper was
+     * woken and then killed before taking its unit, the next release wakes
+     * one more, so that unit does not wait forever next to live sleepers. */
+    wake_if_sleepers(&s->value, &s->sleepers, (int)(v + 1));
     return 0;
 }
 
