@@ -485,7 +485,7 @@ typedef struct {
     mpool_lock_t *lock;
     mpool_cond_t *cond;   /* what the children wait on */
     mpool_cond_t *report; /* children -> parent: "my count changed" */
-    int waiting, woken, timed_out, items, turn;
+    int waiting, woken, timed_out, owner_dead, items, turn;
     double child_timeout;
 } cv_t;
 
@@ -565,6 +565,8 @@ static int child_cond_wait(void *arg)
         v->woken++;
     else if (r == ETIMEDOUT)
         v->timed_out++;
+    else if (r == EOWNERDEAD)
+        v->owner_dead++;
     else
         return 3;
     mpool_cond_notify_all(v->report);
@@ -684,6 +686,33 @@ static void test_cond_dead_waiter(void **state)
     assert_int_equal(mpool_cond_notify_all(v->cond), 0);
     assert_true(tu_now() - t0 < 1.0);
     assert_int_equal(mpool_cond_release(v->cond), 0);
+    cv_free(v);
+}
+
+static int child_notify_and_die(void *arg)
+{
+    cv_t *v = arg;
+    if (mpool_cond_acquire(v->cond, 10) != 0) return 1;
+    if (mpool_cond_notify(v->cond, 1) != 0) return 2;
+    return 0; /* exits holding the lock */
+}
+
+/* A notifier that dies holding the lock: the notified waiter re-takes the
+ * lock with EOWNERDEAD within the bound, instead of hanging. */
+static void test_cond_notifier_dies(void **state)
+{
+    (void)state;
+    cv_t *v = cv_new();
+    pid_t waiter;
+    spawn_waiters(v, &waiter, 1);
+    assert_int_equal(mpool_cond_release(v->cond), 0);
+    wait_ok(tu_fork(child_notify_and_die, v));
+    double t0 = tu_now();
+    wait_ok(waiter);
+    assert_true(tu_now() - t0 <= MPOOL_OWNER_DEAD_BOUND + LATE);
+    assert_int_equal(v->owner_dead, 1);
+    assert_int_equal(v->woken + v->timed_out, 0);
+    assert_false(mpool_lock_locked(v->lock));
     cv_free(v);
 }
 
@@ -965,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_cond_notify_exact),
         cmocka_unit_test(test_cond_notify_more_than_waiting),
         cmocka_unit_test(test_cond_dead_waiter),
+        cmocka_unit_test(test_cond_notifier_dies),
         cmocka_unit_test(test_cond_pingpong),
         cmocka_unit_test(test_cond_producer_consumers),
         cmocka_unit_test(test_barrier_passes),
