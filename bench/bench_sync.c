@@ -3,7 +3,8 @@
  *
  *   uncontended  acquire + release in one process (ns per pair)
  *   contended    two processes, 1,000,000 increments each of one shared
- *                counter under one lock (total ms, and ns per increment)
+ *                counter under one lock (total ms, and ns per increment;
+ *                best of three interleaved rounds)
  *   ping-pong    two processes hand a turn back and forth (us per round trip)
  *
  * Every object lives in the shared heap (mpool_shm_alloc), glibc's too, so
@@ -210,16 +211,26 @@ static double contended_once(const lock_ops *ops)
     return t;
 }
 
+/* Three rounds, the locks interleaved within each, best of three: the
+ * machine is shared and noisy, and a throughput test is hurt by any other
+ * load (a holder preempted while the other spins), never helped. */
 static void bench_contended(void)
 {
     char metric[96];
+    double best[NLOCKS];
+    for (size_t k = 0; k < NLOCKS; k++) best[k] = 1e30;
+    for (int round = 0; round < 3; round++)
+        for (size_t k = 0; k < NLOCKS; k++) {
+            if (LOCKS[k].make == glibc_make_robust) continue;
+            double t = contended_once(&LOCKS[k]);
+            if (t < best[k]) best[k] = t;
+        }
     for (size_t k = 0; k < NLOCKS; k++) {
         if (LOCKS[k].make == glibc_make_robust) continue;
-        double t = contended_once(&LOCKS[k]);
         snprintf(metric, sizeof metric, "lock_contended_%s_total", LOCKS[k].name);
-        bench_result(metric, t * 1e3, "ms");
+        bench_result(metric, best[k] * 1e3, "ms");
         snprintf(metric, sizeof metric, "lock_contended_%s_per_op", LOCKS[k].name);
-        bench_result(metric, t / (double)(2 * n_contended) * 1e9, "ns");
+        bench_result(metric, best[k] / (double)(2 * n_contended) * 1e9, "ns");
     }
 }
 
