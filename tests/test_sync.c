@@ -408,6 +408,25 @@ static void test_sem_cross_process(void **state)
     mpool_shm_free(pc);
 }
 
+static int child_sem_take(void *arg)
+{
+    shared_t *sh = arg;
+    return mpool_sem_acquire(sh->sem, 10) == 0 ? 0 : 1;
+}
+
+/* Several sleepers, several releases: each release lets exactly one pass. */
+static void test_sem_many_waiters(void **state)
+{
+    (void)state;
+    shared_t *sh = shared_new();
+    pid_t pid[4];
+    for (int i = 0; i < 4; i++) pid[i] = tu_fork(child_sem_take, sh);
+    for (int i = 0; i < 4; i++) assert_int_equal(mpool_sem_release(sh->sem), 0);
+    for (int i = 0; i < 4; i++) wait_ok(pid[i]);
+    assert_int_equal(mpool_sem_value(sh->sem), 0);
+    shared_free(sh);
+}
+
 /* ---- Event ---------------------------------------------------------------------------- */
 
 static int child_event_wait(void *arg)
@@ -988,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_rlock_owner_death),
         cmocka_unit_test(test_sem_basic),
         cmocka_unit_test(test_sem_cross_process),
+        cmocka_unit_test(test_sem_many_waiters),
         cmocka_unit_test(test_event_basic),
         cmocka_unit_test(test_event_pingpong),
         cmocka_unit_test(test_cond_basic),
