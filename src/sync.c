@@ -386,9 +386,9 @@ enum { W_QUEUED = 0, W_SLEEPING, W_SIGNALED, W_WOKEN, W_LEAVING };
 
 typedef struct waiter {
     uint32_t state;
-    uint32_t linked; /* 1 while on the queue; under the lock */
-    uint64_t owner;  /* mpool__self() of the waiting thread */
-    struct waiter *prev, *next;
+    uint32_t linked;            /* 1 while on the queue; under the lock */
+    uint64_t owner;             /* mpool__self() of the waiting thread */
+    struct waiter *prev, *next; /* queue links; under the lock */
 } waiter_t;
 
 struct mpool_cond {
