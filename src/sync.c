@@ -366,8 +366,9 @@ void mpool_event_free(mpool_event_t *e)
  * dead waiter never absorbs a notify meant for a live one, and the notifier
  * never waits on anyone for longer than that spin.
  *
- * Cost: a wait allocates and frees its 128-byte node (the heap's lock, no
- * system call). A woken waiter often finds the notifier still holding the
+ * Cost: nodes are kept on a spare list of the condition once used, so a
+ * wait touches the shared heap (and its lock) only when more processes
+ * wait at once than ever before. A woken waiter often finds the notifier still holding the
  * lock (in a cross-process ping-pong, 37% of wake-ups did) and then sleeps
  * once more on the lock. Moving sleepers onto the lock's futex instead
  * (FUTEX_CMP_REQUEUE, "wait morphing") was tried and measured no better on
@@ -394,6 +395,7 @@ typedef struct waiter {
 struct mpool_cond {
     mpool_lock_t *lock;    /* `own`, or the caller's lock */
     waiter_t *head, *tail; /* the waiting nodes, oldest first; under the lock */
+    waiter_t *spare;       /* nodes no wait uses now, linked by `next`; under the lock */
     struct mpool_lock own;
 };
 
@@ -472,11 +474,28 @@ signalled:
     return 0;
 }
 
+/* A node for a new wait, under the lock: a spare one, or a new one. */
+static waiter_t *node_get(mpool_cond_t *c)
+{
+    waiter_t *w = c->spare;
+    if (!w) return mpool_shm_alloc(sizeof *w);
+    c->spare = w->next;
+    w->state = W_QUEUED;
+    return w;
+}
+
+/* Keeps an unlinked node for the next wait, under the lock. */
+static void node_put(mpool_cond_t *c, waiter_t *w)
+{
+    w->next = c->spare;
+    c->spare = w;
+}
+
 static int cond_wait_until(mpool_cond_t *c, const struct timespec *deadline)
 {
     if (!c) return EINVAL;
     if (!held_by_me(&c->lock->m)) return EPERM;
-    waiter_t *w = mpool_shm_alloc(sizeof *w);
+    waiter_t *w = node_get(c);
     if (!w) return ENOMEM;
     w->owner = self_id();
     queue_push(c, w);
@@ -485,7 +504,7 @@ static int cond_wait_until(mpool_cond_t *c, const struct timespec *deadline)
     int relock = mutex_lock(&c->lock->m, MPOOL_FOREVER);
     /* Notifiers touch nodes only under the lock, so the node is ours now. */
     if (w->linked) queue_unlink(c, w);
-    mpool_shm_free(w);
+    node_put(c, w);
     return relock ? relock : r;
 }
 
@@ -545,7 +564,7 @@ static int cond_notify(mpool_cond_t *c, unsigned n)
         if (d == DELIVERED)
             woken++;
         else if (d == DEAD)
-            mpool_shm_free(w); /* nobody else will */
+            node_put(c, w); /* its waiter will not */
     }
     return 0;
 }
@@ -567,6 +586,11 @@ void mpool_cond_free(mpool_cond_t *c)
     while (c->head) {
         waiter_t *w = c->head;
         queue_unlink(c, w);
+        node_put(c, w);
+    }
+    while (c->spare) {
+        waiter_t *w = c->spare;
+        c->spare = w->next;
         mpool_shm_free(w);
     }
     mpool_shm_free(c);
