@@ -132,8 +132,9 @@ MPOOL_API int mpool_cond_release(mpool_cond_t *c);
  * otherwise). Returns 0 (notified, or a spurious wake-up: re-check your
  * condition), ETIMEDOUT, or EOWNERDEAD (the lock was re-taken from a holder
  * that died); ENOMEM (lock still held, no wait) when the shared heap has no
- * room for the waiter's 128-byte record. A waiter killed while waiting never
- * takes a notification from a live one. */
+ * room for a waiter record (128 bytes; records are kept and reused, so only
+ * more simultaneous waiters than ever before need a new one). A waiter
+ * killed while waiting never takes a notification from a live one. */
 MPOOL_API int mpool_cond_wait(mpool_cond_t *c, double timeout);
 
 /* Waits until pred(arg) is true, re-checking after every wake-up, with the
