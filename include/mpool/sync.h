@@ -10,6 +10,8 @@
  *
  * Free an object only when no process uses it any more; freeing an object
  * that another process waits on is undefined. Free functions accept NULL.
+ * Given NULL, a function that returns an error code returns EINVAL; the
+ * others do nothing, or return false, 0 or -1.
  */
 #ifndef MPOOL_SYNC_H
 #define MPOOL_SYNC_H
@@ -46,7 +48,7 @@ MPOOL_API mpool_lock_t *mpool_lock_new(void);
 MPOOL_API int mpool_lock_acquire(mpool_lock_t *l, double timeout);
 
 /* Releases the lock. Returns 0, or EPERM if the calling thread does not
- * hold it (including an unlocked lock). Never blocks. */
+ * hold it (including an unlocked lock), EINVAL for NULL. Never blocks. */
 MPOOL_API int mpool_lock_release(mpool_lock_t *l);
 
 /* True while some thread holds the lock (a snapshot). */
@@ -61,18 +63,22 @@ MPOOL_API void mpool_lock_free(mpool_lock_t *l);
 
 MPOOL_API mpool_rlock_t *mpool_rlock_new(void);
 
-/* 0, ETIMEDOUT, EOWNERDEAD (acquired; see above), EINVAL for NULL. Blocks up
- * to `timeout` when another thread holds it; the owner never blocks. */
+/* 0, ETIMEDOUT, EOWNERDEAD (acquired; see above), EINVAL for NULL, or
+ * EOVERFLOW when the owner already holds 2^32-1 levels. Blocks up to
+ * `timeout` when another thread holds it; the owner never blocks. */
 MPOOL_API int mpool_rlock_acquire(mpool_rlock_t *l, double timeout);
 
-/* 0, or EPERM if the caller is not the owner. Never blocks. */
+/* 0, or EPERM if the caller is not the owner, EINVAL for NULL. Never
+ * blocks. */
 MPOOL_API int mpool_rlock_release(mpool_rlock_t *l);
 
 MPOOL_API void mpool_rlock_free(mpool_rlock_t *l);
 
 /* ---- Semaphore and BoundedSemaphore. -------------------------------------
  * A counter; acquire takes one (waiting while it is 0), release adds one. A
- * bounded semaphore refuses to go above its start value. */
+ * bounded semaphore refuses to go above its start value. The constructors
+ * return NULL with errno EINVAL for a start value above INT_MAX, ENOMEM
+ * when the shared heap is full. */
 
 MPOOL_API mpool_sem_t *mpool_sem_new(unsigned value);
 MPOOL_API mpool_sem_t *mpool_bounded_sem_new(unsigned value);
@@ -103,7 +109,9 @@ MPOOL_API void mpool_event_clear(mpool_event_t *e);
 
 MPOOL_API bool mpool_event_is_set(mpool_event_t *e);
 
-/* Waits until the flag is set. Returns 0 (set), ETIMEDOUT, or EINVAL. */
+/* Waits until the flag is set. Returns 0 once it is set -- also when a set
+ * during the wait was undone by a clear before this waiter ran, as in
+ * Python -- ETIMEDOUT, or EINVAL. */
 MPOOL_API int mpool_event_wait(mpool_event_t *e, double timeout);
 
 MPOOL_API void mpool_event_free(mpool_event_t *e);
@@ -111,7 +119,7 @@ MPOOL_API void mpool_event_free(mpool_event_t *e);
 /* ---- Condition: wait for a notification while holding a lock. ------------ */
 
 /* A condition variable on `lock` (which must outlive it), or on a lock of
- * its own when `lock` is NULL. */
+ * its own when `lock` is NULL. Waiters are woken oldest first. */
 MPOOL_API mpool_cond_t *mpool_cond_new(mpool_lock_t *lock);
 
 /* Acquire and release the condition's lock; same results as
@@ -123,18 +131,26 @@ MPOOL_API int mpool_cond_release(mpool_cond_t *c);
  * before returning -- also on timeout. The caller must hold the lock (EPERM
  * otherwise). Returns 0 (notified, or a spurious wake-up: re-check your
  * condition), ETIMEDOUT, or EOWNERDEAD (the lock was re-taken from a holder
- * that died). */
+ * that died); ENOMEM (lock still held, no wait) when the shared heap has no
+ * room for a waiter record (128 bytes; records are kept and reused, so only
+ * more simultaneous waiters than ever before need a new one). A waiter
+ * killed while waiting never takes a notification from a live one. */
 MPOOL_API int mpool_cond_wait(mpool_cond_t *c, double timeout);
 
 /* Waits until pred(arg) is true, re-checking after every wake-up, with the
  * lock held around each check. Returns 0 once pred is true (at once if it is
- * true on entry), ETIMEDOUT if it is still false when `timeout` runs out, or
- * EPERM if the caller does not hold the lock. The lock is held on return. */
+ * true on entry), ETIMEDOUT if it is still false when `timeout` runs out,
+ * EPERM if the caller does not hold the lock, EINVAL for a NULL c or pred,
+ * ENOMEM as for mpool_cond_wait, or EOWNERDEAD once pred is true if the
+ * lock had to be re-taken from a holder that died on the way. The lock is
+ * held on return (except after EPERM and EINVAL). */
 MPOOL_API int mpool_cond_wait_for(mpool_cond_t *c, bool (*pred)(void *arg), void *arg,
                                   double timeout);
 
-/* Wakes at most `n` waiters, and exactly n when n or more wait. The caller
- * must hold the lock (EPERM otherwise). Returns 0. Never blocks. */
+/* Wakes at most `n` waiters, and exactly n when n or more wait (waiters
+ * that died waiting are skipped and do not count). The caller must hold the
+ * lock (EPERM otherwise). Returns 0. Never blocks: a waiter that does not
+ * confirm its wake-up within a few microseconds is checked in /proc. */
 MPOOL_API int mpool_cond_notify(mpool_cond_t *c, unsigned n);
 
 /* Wakes every waiter. The caller must hold the lock (EPERM otherwise). */
@@ -150,8 +166,12 @@ MPOOL_API mpool_barrier_t *mpool_barrier_new(unsigned parties);
 /* Waits until `parties` callers have arrived, then all pass. Each caller of a
  * pass gets a distinct *index in 0..parties-1 (index may be NULL). Returns 0;
  * ETIMEDOUT when this caller's wait ran out, which breaks the barrier for
- * everyone; MPOOL_EBROKEN when the barrier is or becomes broken (at once on a
- * broken barrier, until mpool_barrier_reset). */
+ * everyone (so a timeout of 0 breaks it unless the caller is the last to
+ * arrive, as in Python); MPOOL_EBROKEN when the barrier is or becomes broken
+ * (at once on a broken barrier, until mpool_barrier_reset); EINVAL for NULL.
+ * A party that dies before arriving leaves the pass short: the others wait
+ * until a timeout breaks the barrier (one that dies while waiting has
+ * arrived already and does not hold the pass up). */
 MPOOL_API int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index);
 
 /* Breaks the barrier: current and future waiters get MPOOL_EBROKEN. */
