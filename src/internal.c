@@ -75,8 +75,7 @@ double mpool__remaining(const struct timespec *deadline)
 
 /* ---- identity ------------------------------------------------------------- */
 
-/* initial-exec: one TLS load on the lock fast path instead of a call. */
-static __thread uint64_t self_id __attribute__((tls_model("initial-exec")));
+__thread uint64_t mpool__self_id __attribute__((tls_model("initial-exec")));
 
 /* Reads state and start time (field 22 of /proc/<tid>/stat). The command
  * name (field 2) may hold spaces and parentheses, so parse after the last
@@ -105,20 +104,14 @@ static bool read_stat(pid_t tid, char *state, uint64_t *start)
     return true;
 }
 
-pid_t mpool__tid(void)
+__attribute__((cold)) uint64_t mpool__self_slow(void)
 {
-    return (pid_t)(uint32_t)mpool__self();
-}
-
-uint64_t mpool__self(void)
-{
-    if (MPOOL_LIKELY(self_id)) return self_id;
     pid_t tid = (pid_t)syscall(SYS_gettid);
     char state;
     uint64_t start = 0;
     if (!read_stat(tid, &state, &start)) start = 0; /* no /proc: the TID alone */
-    self_id = (start & 0xffffffffu) << 32 | (uint32_t)tid;
-    return self_id;
+    mpool__self_id = (start & 0xffffffffu) << 32 | (uint32_t)tid;
+    return mpool__self_id;
 }
 
 bool mpool__thread_dead(uint64_t id)
@@ -137,7 +130,7 @@ bool mpool__thread_dead(uint64_t id)
 
 static void reset_identity(void)
 {
-    self_id = 0;
+    mpool__self_id = 0;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;

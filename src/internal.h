@@ -38,8 +38,20 @@ double mpool__remaining(const struct timespec *deadline);
  * low 32 bits), packed as start << 32 | tid. The pair is unique over the
  * machine's uptime, where a TID alone is reused within seconds (pid_max is
  * 32768 here). Cached per thread; reset in a forked child. */
-uint64_t mpool__self(void);
-pid_t mpool__tid(void);
+extern __thread uint64_t mpool__self_id __attribute__((tls_model("initial-exec")));
+uint64_t mpool__self_slow(void);
+
+/* One TLS load on the lock fast paths (initial-exec: no call). */
+static inline uint64_t mpool__self(void)
+{
+    uint64_t id = mpool__self_id;
+    return __builtin_expect(id != 0, 1) ? id : mpool__self_slow();
+}
+
+static inline pid_t mpool__tid(void)
+{
+    return (pid_t)(uint32_t)mpool__self();
+}
 
 /* True when the thread named by `id` (as from mpool__self) has ended: it no
  * longer exists, is a zombie, or its TID now names a newer thread. */

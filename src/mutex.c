@@ -63,6 +63,14 @@ int mpool__mutex_lock_slow(mpool__mutex_t *m, uint64_t self, const struct timesp
     }
 }
 
+__attribute__((noinline)) int mpool__mutex_lock_wait(mpool__mutex_t *m, uint64_t self,
+                                                     double timeout)
+{
+    struct timespec ts;
+    bool limited = mpool__deadline(timeout, &ts);
+    return mpool__mutex_lock_slow(m, self, limited ? &ts : NULL, timeout == 0);
+}
+
 int mpool__mutex_unlock_slow(mpool__mutex_t *m, uint64_t self)
 {
     uint64_t w = __atomic_load_n(&m->word, __ATOMIC_RELAXED);

@@ -39,36 +39,6 @@
  * longer than that anyway. */
 #define SPINS 48
 
-/* ---- the caller's identity ---------------------------------------------------
- * mpool__self() is a call into internal.c; the lock fast paths read this
- * per-thread copy instead (one TLS load). With the slow path out of line
- * (mutex_lock_wait), this took an uncontended acquire + release from
- * ~9.4 ns to ~6.5 ns (glibc's process-shared mutex: ~7.9 ns). Cleared in a
- * forked child, like the original, and refilled on first use. */
-
-static __thread uint64_t cached_self __attribute__((tls_model("initial-exec")));
-
-static __attribute__((noinline, cold)) uint64_t refill_self(void)
-{
-    return cached_self = mpool__self();
-}
-
-static inline uint64_t self_id(void)
-{
-    uint64_t s = cached_self;
-    return MPOOL_LIKELY(s) ? s : refill_self();
-}
-
-static void forget_self(void)
-{
-    cached_self = 0;
-}
-
-__attribute__((constructor)) static void sync_init(void)
-{
-    pthread_atfork(NULL, NULL, forget_self);
-}
-
 /* ---- the common wait ------------------------------------------------------ */
 
 static const struct timespec *make_deadline(double timeout, struct timespec *ts)
@@ -106,41 +76,6 @@ static void wake_if_sleepers(uint32_t *word, uint32_t *sleepers, int n)
 
 /* ---- Lock ------------------------------------------------------------------ */
 
-/* The waiting half of mpool__mutex_lock, kept out of line so that the fast
- * path below compiles to a leaf (no register saves around one CAS). */
-static __attribute__((noinline)) int mutex_lock_wait(mpool__mutex_t *m, uint64_t self,
-                                                     double timeout)
-{
-    struct timespec ts;
-    return mpool__mutex_lock_slow(m, self, make_deadline(timeout, &ts), timeout == 0);
-}
-
-/* mpool__mutex_unlock with the cached identity: one CAS when nobody waits. */
-static inline int mutex_unlock(mpool__mutex_t *m)
-{
-    uint64_t self = self_id(), expect = self;
-    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
-                                                 __ATOMIC_RELAXED)))
-        return 0;
-    return mpool__mutex_unlock_slow(m, self);
-}
-
-static inline bool held_by_me(const mpool__mutex_t *m)
-{
-    return (__atomic_load_n(&m->word, __ATOMIC_RELAXED) & ~(uint64_t)MPOOL__MUTEX_WAIT) ==
-           self_id();
-}
-
-/* mpool__mutex_lock: one CAS when free, else mutex_lock_wait. */
-static inline int mutex_lock(mpool__mutex_t *m, double timeout)
-{
-    uint64_t self = self_id(), zero = 0;
-    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
-                                                 __ATOMIC_RELAXED)))
-        return 0;
-    return mutex_lock_wait(m, self, timeout);
-}
-
 struct mpool_lock {
     mpool__mutex_t m; /* states and owners: see mutex.h */
 };
@@ -153,13 +88,13 @@ mpool_lock_t *mpool_lock_new(void)
 int mpool_lock_acquire(mpool_lock_t *l, double timeout)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    return mutex_lock(&l->m, timeout);
+    return mpool__mutex_lock(&l->m, timeout);
 }
 
 int mpool_lock_release(mpool_lock_t *l)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    return mutex_unlock(&l->m);
+    return mpool__mutex_unlock(&l->m);
 }
 
 bool mpool_lock_locked(mpool_lock_t *l)
@@ -190,12 +125,12 @@ mpool_rlock_t *mpool_rlock_new(void)
 int mpool_rlock_acquire(mpool_rlock_t *l, double timeout)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    if (held_by_me(&l->m)) {
+    if (mpool__mutex_held_by_me(&l->m)) {
         if (l->count == UINT32_MAX) return EOVERFLOW;
         l->count++;
         return 0;
     }
-    int r = mutex_lock(&l->m, timeout);
+    int r = mpool__mutex_lock(&l->m, timeout);
     if (r == 0 || r == EOWNERDEAD) l->count = 1;
     return r;
 }
@@ -203,9 +138,9 @@ int mpool_rlock_acquire(mpool_rlock_t *l, double timeout)
 int mpool_rlock_release(mpool_rlock_t *l)
 {
     if (MPOOL_UNLIKELY(!l)) return EINVAL;
-    if (!held_by_me(&l->m)) return EPERM;
+    if (!mpool__mutex_held_by_me(&l->m)) return EPERM;
     if (--l->count > 0) return 0;
-    return mutex_unlock(&l->m);
+    return mpool__mutex_unlock(&l->m);
 }
 
 void mpool_rlock_free(mpool_rlock_t *l)
@@ -494,14 +429,14 @@ static void node_put(mpool_cond_t *c, waiter_t *w)
 static int cond_wait_until(mpool_cond_t *c, const struct timespec *deadline)
 {
     if (!c) return EINVAL;
-    if (!held_by_me(&c->lock->m)) return EPERM;
+    if (!mpool__mutex_held_by_me(&c->lock->m)) return EPERM;
     waiter_t *w = node_get(c);
     if (!w) return ENOMEM;
-    w->owner = self_id();
+    w->owner = mpool__self();
     queue_push(c, w);
-    mutex_unlock(&c->lock->m);
+    mpool__mutex_unlock(&c->lock->m);
     int r = waiter_sleep(w, deadline);
-    int relock = mutex_lock(&c->lock->m, MPOOL_FOREVER);
+    int relock = mpool__mutex_lock(&c->lock->m, MPOOL_FOREVER);
     /* Notifiers touch nodes only under the lock, so the node is ours now. */
     if (w->linked) queue_unlink(c, w);
     node_put(c, w);
@@ -517,7 +452,7 @@ int mpool_cond_wait(mpool_cond_t *c, double timeout)
 int mpool_cond_wait_for(mpool_cond_t *c, bool (*pred)(void *arg), void *arg, double timeout)
 {
     if (!c || !pred) return EINVAL;
-    if (!held_by_me(&c->lock->m)) return EPERM;
+    if (!mpool__mutex_held_by_me(&c->lock->m)) return EPERM;
     struct timespec ts;
     const struct timespec *deadline = make_deadline(timeout, &ts);
     int owner_died = 0;
@@ -556,7 +491,7 @@ static int deliver(waiter_t *w)
 static int cond_notify(mpool_cond_t *c, unsigned n)
 {
     if (!c) return EINVAL;
-    if (!held_by_me(&c->lock->m)) return EPERM;
+    if (!mpool__mutex_held_by_me(&c->lock->m)) return EPERM;
     for (unsigned woken = 0; woken < n && c->head;) {
         waiter_t *w = c->head;
         queue_unlink(c, w);
@@ -632,7 +567,7 @@ mpool_barrier_t *mpool_barrier_new(unsigned parties)
 static void barrier_lock(mpool_barrier_t *b)
 {
     /* EOWNERDEAD: a party died inside a few stores; state stays consistent. */
-    (void)mutex_lock(&b->m, MPOOL_FOREVER);
+    (void)mpool__mutex_lock(&b->m, MPOOL_FOREVER);
 }
 
 /* Installs a new state (count back to 0), unlocks, wakes every sleeper. */
@@ -640,7 +575,7 @@ static void barrier_publish(mpool_barrier_t *b, uint32_t state)
 {
     b->count = 0;
     __atomic_store_n(&b->state, state, __ATOMIC_SEQ_CST);
-    mutex_unlock(&b->m);
+    mpool__mutex_unlock(&b->m);
     wake_if_sleepers(&b->state, &b->sleepers, INT_MAX);
 }
 
@@ -666,7 +601,7 @@ int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
     barrier_lock(b);
     uint32_t mine = b->state;
     if (mine & B_BROKEN) {
-        mutex_unlock(&b->m);
+        mpool__mutex_unlock(&b->m);
         return MPOOL_EBROKEN;
     }
     unsigned idx = b->count++;
@@ -675,14 +610,14 @@ int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
         barrier_publish(b, next_pass(mine));
         return 0;
     }
-    mutex_unlock(&b->m);
+    mpool__mutex_unlock(&b->m);
     if (await_change(&b->state, mine, &b->sleepers, deadline) == ETIMEDOUT) {
         barrier_lock(b);
         if (b->state == mine) {
             barrier_publish(b, mine | B_BROKEN);
             return ETIMEDOUT;
         }
-        mutex_unlock(&b->m); /* the pass ended as our time ran out */
+        mpool__mutex_unlock(&b->m); /* the pass ended as our time ran out */
     }
     return barrier_outcome(mine, __atomic_load_n(&b->state, __ATOMIC_ACQUIRE));
 }

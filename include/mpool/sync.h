@@ -32,7 +32,9 @@ typedef struct mpool_barrier mpool_barrier_t;
 /* How long (seconds) a blocked acquirer of a Lock, RLock or Condition lock
  * may take, at most, to notice that the holder has died (its thread ended,
  * or its process exited or was killed) and take the lock with EOWNERDEAD.
- * A wait shorter than this may still end with ETIMEDOUT. */
+ * A wait shorter than this may still end with ETIMEDOUT. A holder that
+ * calls exec() keeps its thread identity and is never seen as dead: release
+ * locks before exec. */
 #define MPOOL_OWNER_DEAD_BOUND 0.2
 
 /* ---- Lock: a mutex owned by one thread of one process. -------------------
