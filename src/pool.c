@@ -93,10 +93,45 @@ static void live_unlink(mpool_async_t *a)
     if (a->next) a->next->prev = a->prev;
 }
 
+/* Staging blocks from CACHE_MIN up are cached, at most CACHE_MAX each. */
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_MAX ((size_t)64 << 20)
+
+static void *stage_alloc(mpool_pool_t *p, size_t size)
+{
+    for (int k = 0; k < 2 && size >= CACHE_MIN; k++) {
+        void *ptr = p->cache[k].ptr;
+        if (ptr && p->cache[k].size >= size && p->cache[k].size / 4 <= size) {
+            p->cache[k].ptr = NULL;
+            return ptr;
+        }
+    }
+    return mpool_shm_alloc(size);
+}
+
+/* The block stays with the pool, unless a bigger one is cached already. */
+static void stage_free(mpool_pool_t *p, void *ptr, size_t size)
+{
+    if (!ptr) return;
+    if (size >= CACHE_MIN && size <= CACHE_MAX) {
+        int k = !p->cache[0].ptr                           ? 0
+                : !p->cache[1].ptr                         ? 1
+                : p->cache[0].size <= p->cache[1].size ? 0
+                                                           : 1;
+        if (!p->cache[k].ptr || p->cache[k].size <= size) {
+            mpool_shm_free(p->cache[k].ptr);
+            p->cache[k].ptr = ptr;
+            p->cache[k].size = size;
+            return;
+        }
+    }
+    mpool_shm_free(ptr);
+}
+
 static void job_release(mpool_async_t *a)
 {
-    mpool_shm_free(a->in_copy);
-    mpool_shm_free(a->staging);
+    stage_free(a->pool, a->in_copy, a->in_copy_size);
+    stage_free(a->pool, a->staging, a->staging_size);
     if (a->job) mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
     mpool_shm_free(a->job);
     a->job = NULL;
@@ -247,6 +282,7 @@ void mpool_pool_free(mpool_pool_t *p)
         job_release(a);
         free(a);
     }
+    for (int k = 0; k < 2; k++) mpool_shm_free(p->cache[k].ptr);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -305,12 +341,14 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
                         .out_size = c->out_size, .chunksize = cs, .nchunks = (uint32_t)nchunks,
                         .first_fail = SIZE_MAX, .in = c->in, .out = c->out};
     if (in_bytes && !in_heap(c->in, in_bytes)) {
-        if (!(a->in_copy = mpool_shm_alloc(in_bytes))) return ENOMEM;
+        if (!(a->in_copy = stage_alloc(p, in_bytes))) return ENOMEM;
+        a->in_copy_size = in_bytes;
         memcpy(a->in_copy, c->in, in_bytes);
         j->in = a->in_copy;
     }
     if (out_bytes && !in_heap(c->out, out_bytes)) {
-        if (!(a->staging = mpool_shm_alloc(out_bytes))) return ENOMEM;
+        if (!(a->staging = stage_alloc(p, out_bytes))) return ENOMEM;
+        a->staging_size = out_bytes;
         j->out = a->staging;
     }
     return 0;
@@ -325,6 +363,7 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
         return NULL;
     }
     a->user_out = c->out;
+    a->pool = p;
     pthread_mutex_lock(&p->lock);
     reap_orphans(p);
     int err = job_build(p, c, a);

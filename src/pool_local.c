@@ -217,9 +217,9 @@ static bool idle(shared_t *sh, uint32_t seq)
             mpool__cpu_relax();
             if ((k & 63) == 63 && mpool__now() > end) break;
         }
-        __atomic_store_n(&sh->spinner, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&sh->spinner, 0, __ATOMIC_SEQ_CST);
     }
-    if (ld32(&sh->tail) != seq) return true;
+    if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) != seq) return true;
     if (ld32(&sh->closing)) return false;
     __atomic_fetch_add(&sh->idle_waiters, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) == seq && !ld32(&sh->closing)) {
@@ -554,7 +554,6 @@ static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
 static int local_submit(mpool_pool_t *p, mpool__job_t *job)
 {
     shared_t *sh = ((local_t *)p->impl)->sh;
-    health(p);
     if (p->broken) return EINVAL;
     uint32_t s = sh->tail;
     dispatch_t *d = &sh->ring[s % RING];
@@ -566,8 +565,11 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     __atomic_store_n(&d->nchunks, job->nchunks, __ATOMIC_RELAXED);
     __atomic_store_n(&d->word, (uint64_t)s << 32, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->tail, s + 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
-        mpool__futex_wake(&sh->tail, job->nchunks > INT_MAX ? INT_MAX : (int)job->nchunks);
+    /* A spinning worker sees the new tail by itself (it re-reads the tail
+     * after it stops spinning): wake sleepers only for the other chunks. */
+    uint32_t wake = job->nchunks - __atomic_load_n(&sh->spinner, __ATOMIC_SEQ_CST);
+    if (wake && __atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
+        mpool__futex_wake(&sh->tail, wake > INT_MAX ? INT_MAX : (int)wake);
     return 0;
 }
 
