@@ -126,7 +126,7 @@ struct mpool_pool {
      * fails every unfinished item with (broken, broken_status), and further
      * submissions fail with EINVAL. */
     int broken, broken_status;
-    bool broken_applied; /* the unfinished items were failed already */
+    bool broken_applied;      /* the unfinished items were failed already */
     struct mpool_async *live; /* every async/iter whose job is not released */
     /* Serializes submissions, `live` and state changes between the
      * caller's threads (waits run without it). */
@@ -145,13 +145,13 @@ struct mpool_pool {
 struct mpool_async {
     mpool_pool_t *pool;
     mpool__job_t *job;
-    void *user_out;  /* where results must end up (NULL for iterators) */
-    char *staging;   /* job->out when it is not user_out: freed with the job */
-    char *in_copy;   /* job->in when it is a copy: freed with the job */
+    void *user_out; /* where results must end up (NULL for iterators) */
+    char *staging;  /* job->out when it is not user_out: freed with the job */
+    char *in_copy;  /* job->in when it is a copy: freed with the job */
     size_t staging_size, in_copy_size;
-    size_t complete; /* chunks [0, complete) are known complete */
-    bool ready;      /* every item done (and, if staged, copied out) */
-    bool orphan;     /* the user freed the handle before ready */
+    size_t complete;                 /* chunks [0, complete) are known complete */
+    bool ready;                      /* every item done (and, if staged, copied out) */
+    bool orphan;                     /* the user freed the handle before ready */
     struct mpool_async *next, *prev; /* pool->live */
 };
 

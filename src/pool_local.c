@@ -118,8 +118,14 @@ typedef struct {
     int restarts;
 } local_t;
 
-static inline uint64_t ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t ld32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
 
 static void notify_parent(shared_t *sh)
 {
@@ -305,8 +311,8 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
         uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
         if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
         if (next >= s->hi) next = s->hi;
-        __atomic_store_n(&j->chunk_done[s->chunk],
-                         MPOOL__CHUNK_STARTED | (uint32_t)(next - start), __ATOMIC_RELEASE);
+        __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
+                         __ATOMIC_RELEASE);
         if (next >= s->hi) {
             s->job = NULL;
         } else {
