@@ -89,8 +89,11 @@ typedef struct {
     /* Jobs published (a futex: idle workers sleep on it). Parent-written. */
     uint32_t tail MPOOL_ALIGNED;
     uint32_t idle_waiters; /* workers asleep, or about to be, on tail */
-    uint32_t spinner;      /* 1 while an idle worker spins (one at a time) */
-    uint32_t closing;      /* 0 -> 1 by the parent at close */
+    /* 1 + the slot index of the idle worker that spins (one at a time), 0
+     * none. Set and cleared by that worker; the server clears it if the
+     * worker died spinning. */
+    uint32_t spinner;
+    uint32_t closing; /* 0 -> 1 by the parent at close */
     /* Moves on every chunk completion and every server settlement (a
      * futex: the parent sleeps on it). pwait: parent threads asleep. */
     uint32_t event MPOOL_ALIGNED;
@@ -213,10 +216,10 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
 
 /* Nothing to claim: spin briefly (one idle worker at a time, 2 CPUs), then
  * sleep on the tail. False when the pool is closing and nothing is left. */
-static bool idle(shared_t *sh, uint32_t seq)
+static bool idle(shared_t *sh, wslot_t *s, uint32_t seq)
 {
-    uint32_t zero = 0;
-    if (__atomic_compare_exchange_n(&sh->spinner, &zero, 1, false, __ATOMIC_ACQUIRE,
+    uint32_t zero = 0, me = (uint32_t)(s - sh->slots) + 1;
+    if (__atomic_compare_exchange_n(&sh->spinner, &zero, me, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
         double end = mpool__now() + SPIN_SECONDS;
         for (unsigned k = 0; ld32(&sh->tail) == seq && !ld32(&sh->closing); k++) {
@@ -245,7 +248,7 @@ static void worker_loop(shared_t *sh, wslot_t *s)
     for (;;) {
         if (__atomic_load_n(&s->job, __ATOMIC_ACQUIRE)) {
             if (run_range(sh, s, &tasks)) return;
-        } else if (!claim(sh, s, &seq) && !idle(sh, seq)) {
+        } else if (!claim(sh, s, &seq) && !idle(sh, s, seq)) {
             return;
         }
     }
@@ -305,6 +308,8 @@ static void settle_claim(shared_t *sh, wslot_t *s)
  * stays in the slot for the replacement. */
 static void settle(shared_t *sh, wslot_t *s, int sig)
 {
+    uint32_t me = (uint32_t)(s - sh->slots) + 1;
+    __atomic_compare_exchange_n(&sh->spinner, &me, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
     if (ld32(&s->iflag)) settle_claim(sh, s);
     mpool__job_t *j = s->job;
     if (j) {
@@ -374,8 +379,11 @@ static wslot_t *slot_of(shared_t *sh, pid_t pid)
 static void worker_ended(shared_t *sh, wslot_t *s, int st)
 {
     int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-    if (s->state != SLOT_READY && !sh->broken) {
-        /* The initializer failed (or died): never a silent respawn loop. */
+    bool init_died = s->state == SLOT_INITFAIL || (s->state == SLOT_STARTING && sh->initializer);
+    if (init_died && !sh->broken) {
+        /* The initializer failed (or its worker died in it; without an
+         * initializer, a start-up death is just a death): never a silent
+         * respawn loop. */
         sh->broken_status = s->state == SLOT_INITFAIL ? s->init_rc : -sig;
         __atomic_store_n(&sh->broken, MPOOL_ETASK, __ATOMIC_RELEASE);
     }
@@ -573,7 +581,7 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     __atomic_store_n(&sh->tail, s + 1, __ATOMIC_SEQ_CST);
     /* A spinning worker sees the new tail by itself (it re-reads the tail
      * after it stops spinning): wake sleepers only for the other chunks. */
-    uint32_t wake = job->nchunks - __atomic_load_n(&sh->spinner, __ATOMIC_SEQ_CST);
+    uint32_t wake = job->nchunks - (__atomic_load_n(&sh->spinner, __ATOMIC_SEQ_CST) != 0);
     if (wake && __atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
         mpool__futex_wake(&sh->tail, wake > INT_MAX ? INT_MAX : (int)wake);
     return 0;

@@ -10,12 +10,12 @@
 
 #define WAIT 30.0 /* bound on any wait that should succeed (noisy 2 CPUs) */
 
-enum { A_OK, A_KILL, A_SEGV, A_ABORT, A_EXIT, A_FAIL, A_SLEEP, A_PID };
+enum { A_OK, A_KILL, A_SEGV, A_ABORT, A_EXIT, A_FAIL, A_SLEEP, A_PID, A_BUSY };
 
 typedef struct {
     long x;
     int action;
-    int ms; /* A_SLEEP */
+    int ms; /* A_SLEEP: milliseconds; A_BUSY: microseconds */
 } item_t;
 
 static int task(const void *in, void *out, void *ctx)
@@ -43,6 +43,10 @@ static int task(const void *in, void *out, void *ctx)
     case A_PID:
         *(long *)out = getpid();
         return 0;
+    case A_BUSY:
+        for (double end = tu_now() + it->ms * 1e-6; tu_now() < end;) {
+        }
+        break;
     }
     *(long *)out = it->x * it->x + add;
     return 0;
@@ -494,10 +498,11 @@ static void test_free_without_join(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
-/* The only child of this process: the pool's fork server. */
-static pid_t only_child(void)
+/* The children of `parent` (the last one found; up to `max` into pids). */
+static pid_t children_of(pid_t parent, pid_t *pids, int max, int *count)
 {
-    pid_t me = getpid(), found = 0;
+    pid_t me = parent, found = 0;
+    int n = 0;
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -510,10 +515,64 @@ static pid_t only_child(void)
         buf[k] = 0;
         char *p = strrchr(buf, ')');
         int ppid = 0;
-        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me) found = atoi(e->d_name);
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me && p[2] != 'Z') {
+            found = atoi(e->d_name);
+            if (n < max) pids[n++] = found;
+        }
     }
     if (d) closedir(d);
+    if (count) *count = n;
     return found;
+}
+
+/* The only child of this process: the pool's fork server. */
+static pid_t only_child(void)
+{
+    return children_of(getpid(), NULL, 0, NULL);
+}
+
+/* Workers SIGKILLed at random instants (in tasks, between them, while
+ * claiming chunks): the map still completes, only items that were running
+ * fail, everything else is right. */
+static void test_random_kills(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    pid_t server = only_child();
+    size_t n = 100000;
+    item_t *in = items(n);
+    long *out = mpool_shm_alloc(n * sizeof *out); /* written in place */
+    for (size_t i = 0; i < n; i++) in[i].action = A_BUSY, in[i].ms = 2;
+    for (size_t cs = 1; cs <= 16; cs *= 4) {
+        memset(out, 0xff, n * sizeof *out);
+        mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, cs);
+        int kills = 0;
+        unsigned seed = 1;
+        while (mpool_async_wait(a, 0.002) == ETIMEDOUT && kills < 100) {
+            pid_t w[8];
+            int nw = 0;
+            children_of(server, w, 8, &nw);
+            if (nw) kills += kill(w[rand_r(&seed) % nw], SIGKILL) == 0;
+        }
+        int err = mpool_async_get(a, WAIT);
+        assert_true(err == 0 || err == MPOOL_EWORKER);
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; i++) wrong += out[i] != (long)(i * i);
+        assert_true(wrong <= (size_t)kills);
+        mpool_failure_t f;
+        if (err) {
+            assert_int_equal(mpool_async_failure(a, &f), 0);
+            assert_int_equal(f.status, SIGKILL);
+        }
+        mpool_async_free(a);
+        assert_true(kills >= 5);
+        print_message("chunksize %zu: %d workers killed, %zu items failed\n", cs, kills, wrong);
+    }
+    /* Still healthy. */
+    assert_int_equal(mpool_pool_map(p, task, in, 1000, sizeof *in, out, sizeof *out, 0), 0);
+    free(in);
+    mpool_shm_free(out);
+    mpool_pool_free(p);
 }
 
 static void test_server_killed(void **state)
@@ -628,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_terminate_during_map),
         cmocka_unit_test(test_free_without_join),
         cmocka_unit_test(test_server_killed),
+        cmocka_unit_test(test_random_kills),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
     };
