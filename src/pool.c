@@ -186,18 +186,22 @@ static void reap_orphans(mpool_pool_t *p)
     }
 }
 
-/* Waits until cond(arg) holds. 0, or ETIMEDOUT. */
+/* Waits until cond(arg) holds. 0, or ETIMEDOUT. Even a try (timeout 0)
+ * calls the backend's wait once, with a past deadline, so that a caller who
+ * only polls still gets dead helpers noticed. */
 static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double timeout)
 {
     struct timespec ts;
-    bool limited = mpool__deadline(timeout, &ts);
+    bool limited = mpool__deadline(timeout, &ts), polled = false;
     for (;;) {
         uint32_t seen = p->ops->event(p);
         if (cond(arg)) return 0;
         check_broken(p);
         if (cond(arg)) return 0;
-        if (limited && mpool__expired(&ts)) return ETIMEDOUT;
+        bool expired = limited && mpool__expired(&ts);
+        if (expired && polled) return ETIMEDOUT;
         p->ops->wait(p, seen, limited ? &ts : NULL);
+        polled = expired;
     }
 }
 
@@ -435,8 +439,7 @@ int mpool_async_wait(mpool_async_t *a, double timeout)
 bool mpool_async_ready(mpool_async_t *a)
 {
     if (!a) return false;
-    if (!a->ready) check_broken(a->pool);
-    return async_check(a);
+    return a->ready || pool_wait(a->pool, async_cond, a, 0) == 0;
 }
 
 int mpool_async_get(mpool_async_t *a, double timeout)
