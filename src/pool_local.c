@@ -119,6 +119,9 @@ typedef struct {
     pid_t server; /* 0: gone for good */
     int pidfd;    /* the server's, -1 if unavailable */
     int restarts;
+    /* Taken around reaping and replacing the server: the caller's threads
+     * may all be waiting, and only one of them must act on a death. */
+    pthread_mutex_t lock;
 } local_t;
 
 static inline uint64_t ld64(const uint64_t *p)
@@ -513,8 +516,9 @@ static void await_workers(shared_t *sh)
     for (int k = 0; k < sh->nworkers; k++) await_death(ld64(&sh->slots[k].ident));
 }
 
-/* Notices a dead server: passes on a broken pool, or forks a new server. */
-static void health(mpool_pool_t *p)
+/* Notices a dead server: passes on a broken pool, or forks a new server.
+ * Under L->lock. */
+static void health_locked(mpool_pool_t *p)
 {
     local_t *L = p->impl;
     shared_t *sh = L->sh;
@@ -524,8 +528,17 @@ static void health(mpool_pool_t *p)
     if (!broken && clean && ld32(&sh->closing)) return; /* done: closed and drained */
     await_workers(sh);
     if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) return;
-    p->broken = broken ? broken : MPOOL_EWORKER;
     p->broken_status = broken ? sh->broken_status : SIGKILL;
+    __atomic_store_n(&p->broken, broken ? broken : MPOOL_EWORKER, __ATOMIC_RELEASE);
+}
+
+/* The same, unless another thread is at it already. */
+static void health(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    if (pthread_mutex_trylock(&L->lock)) return;
+    health_locked(p);
+    pthread_mutex_unlock(&L->lock);
 }
 
 static uint32_t local_event(mpool_pool_t *p)
@@ -629,7 +642,9 @@ static int local_start(mpool_pool_t *p)
     local_t *L = calloc(1, sizeof *L);
     if (!L) return ENOMEM;
     L->pidfd = -1;
+    pthread_mutex_init(&L->lock, NULL);
     if (!(L->sh = shared_new(&p->opts))) {
+        pthread_mutex_destroy(&L->lock);
         free(L);
         return ENOMEM;
     }
@@ -638,6 +653,7 @@ static int local_start(mpool_pool_t *p)
     if (!err) err = await_ready(p);
     if (err) {
         mpool_shm_free(L->sh);
+        pthread_mutex_destroy(&L->lock);
         free(L);
         p->impl = NULL;
     }
@@ -654,31 +670,34 @@ static void local_close(mpool_pool_t *p)
 static int local_join(mpool_pool_t *p, const struct timespec *deadline)
 {
     local_t *L = p->impl;
-    while (L->server) {
-        if (server_exited(L)) {
-            health(p);
-            continue;
-        }
+    for (;;) {
+        pthread_mutex_lock(&L->lock);
+        health_locked(p);
+        bool gone = !L->server;
+        int pidfd = L->pidfd;
+        pthread_mutex_unlock(&L->lock);
+        if (gone) return 0;
         if (mpool__expired(deadline)) return ETIMEDOUT;
         double nap = mpool__remaining(deadline);
         if (nap < 0 || nap > PARENT_NAP) nap = PARENT_NAP;
-        if (L->pidfd >= 0) {
-            struct pollfd pfd = {.fd = L->pidfd, .events = POLLIN};
+        if (pidfd >= 0) {
+            struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
             poll(&pfd, 1, (int)(nap * 1000) + 1);
         } else {
             usleep((useconds_t)(nap * 1e6) / 10 + 100);
         }
     }
-    return 0;
 }
 
 static void local_terminate(mpool_pool_t *p)
 {
     local_t *L = p->impl;
+    pthread_mutex_lock(&L->lock);
     if (L->server) {
         kill(L->server, SIGKILL); /* unreaped child: the pid is its own */
         server_reap(L);
     }
+    pthread_mutex_unlock(&L->lock);
     await_workers(L->sh); /* they got SIGKILL when the server died */
 }
 
@@ -688,6 +707,7 @@ static void local_destroy(mpool_pool_t *p)
     if (!L) return;
     if (L->pidfd >= 0) close(L->pidfd);
     mpool_shm_free(L->sh);
+    pthread_mutex_destroy(&L->lock);
     free(L);
     p->impl = NULL;
 }
