@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
 #define RING          256u        /* dispatch entries: jobs with unclaimed chunks */
 #define CLAIM_BUSY    0xffffffffu /* claimed field while the parent rewrites an entry */
 #define SPIN_SECONDS  20e-6       /* bounded spin before a futex sleep */
+#define YIELD_AFTER   2e-6        /* then yield the CPU between checks */
 #define PARENT_NAP    0.05        /* longest parent sleep between health checks */
 #define MAX_RESTARTS  16          /* server deaths tolerated before the pool breaks */
 #define DEATH_TIMEOUT 2.0         /* how long to wait for a killed worker to vanish */
@@ -131,6 +133,25 @@ static inline uint64_t ld64(const uint64_t *p)
 static inline uint32_t ld32(const uint32_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* Spins while *word == seen (and *stop is 0), at most SPIN_SECONDS: a few
+ * microseconds of pause, then sched_yield between checks, so that on an
+ * oversubscribed machine the process we wait for gets the CPU. True when
+ * the word moved (or stop was set). */
+static bool spin_while(const uint32_t *word, uint32_t seen, const uint32_t *stop)
+{
+    double start = mpool__now();
+    for (unsigned k = 1;; k++) {
+        if (ld32(word) != seen || (stop && ld32(stop))) return true;
+        if (k % 16) {
+            mpool__cpu_relax();
+            continue;
+        }
+        double t = mpool__now() - start;
+        if (t > SPIN_SECONDS) return false;
+        if (t > YIELD_AFTER) sched_yield();
+    }
 }
 
 static void notify_parent(shared_t *sh)
@@ -224,11 +245,7 @@ static bool idle(shared_t *sh, wslot_t *s, uint32_t seq)
     uint32_t zero = 0, me = (uint32_t)(s - sh->slots) + 1;
     if (__atomic_compare_exchange_n(&sh->spinner, &zero, me, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
-        double end = mpool__now() + SPIN_SECONDS;
-        for (unsigned k = 0; ld32(&sh->tail) == seq && !ld32(&sh->closing); k++) {
-            mpool__cpu_relax();
-            if ((k & 63) == 63 && mpool__now() > end) break;
-        }
+        spin_while(&sh->tail, seq, &sh->closing);
         __atomic_store_n(&sh->spinner, 0, __ATOMIC_SEQ_CST);
     }
     if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) != seq) return true;
@@ -549,12 +566,7 @@ static uint32_t local_event(mpool_pool_t *p)
 static void local_wait(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline)
 {
     shared_t *sh = ((local_t *)p->impl)->sh;
-    double end = mpool__now() + SPIN_SECONDS;
-    for (unsigned k = 0; ld32(&sh->event) == seen; k++) {
-        mpool__cpu_relax();
-        if ((k & 63) == 63 && mpool__now() > end) break;
-    }
-    if (ld32(&sh->event) != seen) return;
+    if (spin_while(&sh->event, seen, NULL)) return;
     __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sh->event, __ATOMIC_SEQ_CST) == seen) {
         struct timespec ts = mpool__deadline_min(deadline, PARENT_NAP);
