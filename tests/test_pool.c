@@ -6,6 +6,7 @@
  * descriptor left behind. Every wait is bounded. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #define WAIT 30.0 /* bound on any wait that should succeed (noisy 2 CPUs) */
@@ -414,6 +415,79 @@ static void test_initializer(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
+/* Fails in every worker but the first two: replacements (maxtasksperchild)
+ * then break the pool instead of respawning in a loop. */
+static int init_third_fails(void *arg)
+{
+    return __atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST) <= 2 ? 0 : 9;
+}
+
+static void test_initializer_fails_later(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    int *count = mpool_shm_alloc(sizeof *count);
+    mpool_pool_opts_t o = {
+        .processes = 2, .initializer = init_third_fails, .initarg = count, .maxtasksperchild = 5};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    size_t n = 100;
+    item_t *in = items(n);
+    long *out = mpool_shm_alloc(n * sizeof *out); /* written in place */
+    memset(out, 0xff, n * sizeof *out);
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 1);
+    assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.code, MPOOL_ETASK);
+    assert_int_equal(f.status, 9);
+    /* The first worker to retire did its 5 tasks; the other may have been
+     * stopped earlier, when the pool broke. */
+    size_t good = 0;
+    for (size_t i = 0; i < n; i++) good += out[i] == (long)(i * i);
+    assert_true(good >= 5 && good <= 10);
+    for (size_t i = 0; i < f.index; i++) assert_int_equal(out[i], (long)(i * i));
+    mpool_async_free(a);
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, 0), EINVAL);
+    mpool_pool_free(p);
+    mpool_shm_free(count);
+    mpool_shm_free(out);
+    free(in);
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
+/* Two threads of the caller use one pool at the same time. */
+static void *thread_user(void *arg)
+{
+    mpool_pool_t *p = arg;
+    item_t *in = items(500);
+    long out[500];
+    intptr_t bad = 0;
+    for (int r = 0; r < 20; r++) {
+        bad += mpool_pool_map(p, task, in, 500, sizeof *in, out, sizeof *out, 7) != 0;
+        for (int i = 0; i < 500; i++) bad += out[i] != (long)i * i;
+        long y;
+        bad += mpool_pool_apply(p, task, &in[r], sizeof *in, &y, sizeof y) != 0 || y != r * r;
+    }
+    free(in);
+    return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    pthread_t t[3];
+    for (int k = 0; k < 3; k++) assert_int_equal(pthread_create(&t[k], NULL, thread_user, p), 0);
+    for (int k = 0; k < 3; k++) {
+        void *bad;
+        pthread_join(t[k], &bad);
+        assert_int_equal((intptr_t)bad, 0);
+    }
+    mpool_pool_free(p);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void test_close_join(void **state)
@@ -685,6 +759,8 @@ int main(void)
         cmocka_unit_test(test_task_timeout),
         cmocka_unit_test(test_maxtasksperchild),
         cmocka_unit_test(test_initializer),
+        cmocka_unit_test(test_initializer_fails_later),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_close_join),
         cmocka_unit_test(test_terminate_during_map),
         cmocka_unit_test(test_free_without_join),
