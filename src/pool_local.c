@@ -230,7 +230,11 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
             return true;
         }
     }
+    /* pos 2hi: all run; 2hi + 2: counted too (settle must not count again).
+     * Both before the chunk_done store: after it, the job may be freed. */
     __atomic_store_n(&s->pos, 2 * hi, __ATOMIC_RELEASE);
+    mpool__job_count_chunk(j);
+    __atomic_store_n(&s->pos, 2 * hi + 2, __ATOMIC_RELEASE);
     uint32_t len = (uint32_t)(hi - s->chunk * j->chunksize);
     __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | len, __ATOMIC_RELEASE);
     __atomic_store_n(&s->job, NULL, __ATOMIC_RELEASE);
@@ -334,8 +338,12 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
     mpool__job_t *j = s->job;
     if (j) {
         uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
+        bool counted = next > s->hi;
         if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
-        if (next >= s->hi) next = s->hi;
+        if (next >= s->hi) {
+            next = s->hi;
+            if (!counted) mpool__job_count_chunk(j);
+        }
         __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
                          __ATOMIC_RELEASE);
         if (next >= s->hi) {
@@ -563,9 +571,32 @@ static uint32_t local_event(mpool_pool_t *p)
     return ld32(&((local_t *)p->impl)->sh->event);
 }
 
-static void local_wait(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline)
+/* Sleeps until the job's done_word is set (bounded nap). */
+static void job_wait(mpool_pool_t *p, mpool__job_t *job, const struct timespec *deadline)
+{
+    if (spin_while(&job->done_word, 0, NULL)) return;
+    __atomic_fetch_add(&job->waiting, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&job->done_word, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = mpool__deadline_min(deadline, PARENT_NAP);
+        mpool__futex_wait(&job->done_word, 0, &ts);
+    }
+    __atomic_fetch_sub(&job->waiting, 1, __ATOMIC_SEQ_CST);
+    health(p);
+}
+
+static void local_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
+                       const struct timespec *deadline)
 {
     shared_t *sh = ((local_t *)p->impl)->sh;
+    if (mpool__expired(deadline)) {
+        health(p); /* a try: only notice a dead server */
+        return;
+    }
+    /* A whole job: sleep until its last chunk, not at every chunk. */
+    if (job && !ld32(&job->done_word)) {
+        job_wait(p, job, deadline);
+        return;
+    }
     if (spin_while(&sh->event, seen, NULL)) return;
     __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sh->event, __ATOMIC_SEQ_CST) == seen) {
@@ -585,7 +616,7 @@ static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
         *w = ld64(&d->word);
         if ((uint32_t)(*w >> 32) == s - RING && (uint32_t)*w >= d->nchunks) return true;
         struct timespec ts = mpool__deadline_min(NULL, 0.001);
-        local_wait(p, ld32(&sh->event), &ts);
+        local_wait(p, NULL, ld32(&sh->event), &ts);
         if (p->broken) return false;
     }
 }
