@@ -224,6 +224,11 @@ static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__jo
 
 mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts)
 {
+    return mpool__pool_new_with(&mpool__pool_local_ops, opts);
+}
+
+mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops, const mpool_pool_opts_t *opts)
+{
     mpool_pool_opts_t o = {0};
     if (opts) o = *opts;
     if (o.processes < 0 || o.task_timeout < 0 || o.task_timeout != o.task_timeout) {
@@ -237,7 +242,7 @@ mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts)
         return NULL;
     }
     p->opts = o;
-    p->ops = &mpool__pool_local_ops;
+    p->ops = ops;
     pthread_mutex_init(&p->lock, NULL);
     int err = p->ops->start(p);
     if (err) {

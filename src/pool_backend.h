@@ -85,17 +85,21 @@ static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
     return (hi > j->n ? j->n : hi) - lo;
 }
 
+/* The functions below are exported (MPOOL_API) although internal, so that
+ * a backend built as a library of its own (libmpool_mpi) can use them; they
+ * are not part of the public API. */
+
 /* Records that item i failed with (code, status); safe from any process.
  * The caller then stores chunk_done as usual. */
-void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
+MPOOL_API void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
 
 /* Counts a finished chunk in the completion hint; the last one sets
  * done_word and wakes its waiters. Call before the chunk_done store. */
-void mpool__job_count_chunk(mpool__job_t *j);
+MPOOL_API void mpool__job_count_chunk(mpool__job_t *j);
 
 /* Marks every unfinished item of the job as failed with (code, status) and
  * the job complete. Only when no worker can still touch the job. */
-void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
+MPOOL_API void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
 
 /* What a backend implements. `p->impl` is its private state. Every wait takes
  * an absolute CLOCK_MONOTONIC deadline (NULL = none). */
@@ -128,6 +132,12 @@ typedef struct mpool__pool_ops {
 
 /* The local backend: fork server + forked workers over the shared heap. */
 extern const mpool__pool_ops_t mpool__pool_local_ops;
+
+/* mpool_pool_new with another backend: validates opts (processes 0 becomes
+ * mpool_cpu_count()), then calls ops->start. Every public mpool_pool_*,
+ * mpool_async_* and mpool_iter_* function then works on the result. */
+MPOOL_API mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops,
+                                             const mpool_pool_opts_t *opts);
 
 enum { MPOOL__POOL_RUNNING, MPOOL__POOL_CLOSED, MPOOL__POOL_TERMINATED };
 
