@@ -8,8 +8,9 @@
  *     mpool_pool_map(pool, square, xs, n, sizeof(long), ys, sizeof(long), 0);
  *
  * Inputs are read when the call returns (copied into the shared heap, or read
- * in place when they already lie there: allocate big inputs with
- * mpool_shm_alloc before creating the pool). Results go straight into `out`
+ * in place when they already lie there -- then they must stay unchanged until
+ * the result is ready: allocate big inputs with mpool_shm_alloc before
+ * creating the pool). Results go straight into `out`
  * when `out` lies in the shared heap; otherwise workers write them to a
  * staging area in the shared heap that the caller's process copies into
  * `out` once the whole call is done: `out` is filled by the time
@@ -98,8 +99,10 @@ MPOOL_API mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn f
 /* Applies fn to n items of in_size bytes at `in`, writing n items of out_size
  * bytes at `out`, in chunks of `chunksize` items (0: automatic). Blocks until
  * every item is done. Returns 0 when all succeeded, else the first failure's
- * code (details with map_async + mpool_async_failure), or EINVAL (NULL fn,
- * NULL in/out with n > 0, pool closed). n = 0 returns 0 at once. */
+ * code (details with map_async + mpool_async_failure), EINVAL (NULL fn,
+ * NULL in/out with n > 0, n * size overflowing, pool closed or broken), or
+ * ENOMEM (shared heap exhausted: copies and staging live there). n = 0
+ * returns 0 at once. */
 MPOOL_API int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
                              size_t in_size, void *out, size_t out_size, size_t chunksize);
 
