@@ -15,11 +15,14 @@
  * claim chunks with a CAS on the entry's (seq, claimed) word, run the items
  * in a tight loop with no system call, record the item in progress in their
  * own slot (one plain store per item), and publish a chunk's completion with
- * one store to its progress word plus one atomic on the event counter. A
- * FUTEX_WAKE happens only when the parent announced that it sleeps; idle
- * workers spin ~20 us (one at a time) before sleeping on the ring's tail.
- * No lock is shared with a worker: a worker dying at any instruction leaves
- * state that the server can settle exactly.
+ * one store to its progress word plus two atomics (the job's completion hint
+ * and the pool's event counter). A FUTEX_WAKE happens only when the parent
+ * announced that it sleeps: on that job's completion (a map waiter) or on
+ * any chunk (an iterator). Waiting sides spin ~2 us, then yield the CPU
+ * between checks up to ~20 us (2 CPUs shared by parent and workers), then
+ * sleep; one idle worker at a time spins, the others sleep on the ring's
+ * tail. No lock is shared with a worker: a worker dying at any instruction
+ * leaves state that the server can settle exactly.
  */
 #include <mpool/pool.h>
 #include <mpool/shm.h>
