@@ -689,6 +689,64 @@ static void test_server_killed(void **state)
     free(in);
 }
 
+/* Workers ignore SIGINT (Ctrl-C reaches the whole foreground group; the
+ * parent decides). */
+static void test_sigint_ignored(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    item_t *in = items(100);
+    long out[100];
+    assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 0), 0);
+    pid_t server = only_child(), w[8];
+    int nw = 0;
+    children_of(server, w, 8, &nw);
+    assert_int_equal(nw, 2);
+    for (int k = 0; k < nw; k++) assert_int_equal(kill(w[k], SIGINT), 0);
+    assert_int_equal(kill(server, SIGINT), 0);
+    assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 1), 0);
+    for (int k = 0; k < nw; k++) assert_false(tu_pid_gone(w[k]));
+    free(in);
+    mpool_pool_free(p);
+}
+
+/* A process that made a pool is SIGKILLed: its fork server and workers die
+ * with it, no orphan is left. */
+static int pool_owner(void *arg)
+{
+    pid_t *pids = arg; /* [0] server, [1..2] workers, [3] ready flag */
+    mpool_pool_t *p = pool(2);
+    item_t *in = items(10);
+    long out[10];
+    if (mpool_pool_map(p, task, in, 10, sizeof *in, out, sizeof *out, 1)) return 1;
+    pids[0] = only_child();
+    int nw = 0;
+    children_of(pids[0], &pids[1], 2, &nw);
+    __atomic_store_n(&pids[3], nw, __ATOMIC_RELEASE);
+    for (;;) pause();
+}
+
+static void test_no_orphans(void **state)
+{
+    (void)state;
+    pid_t *pids = mpool_shm_alloc(4 * sizeof *pids);
+    pid_t owner = tu_fork(pool_owner, pids);
+    assert_true(owner > 0);
+    for (double end = tu_now() + WAIT; !__atomic_load_n(&pids[3], __ATOMIC_ACQUIRE);) {
+        assert_true(tu_now() < end);
+        usleep(1000); /* the owner has no primitive of ours to signal with */
+    }
+    assert_int_equal(pids[3], 2);
+    kill(owner, SIGKILL);
+    assert_int_equal(tu_wait(owner, WAIT), -SIGKILL);
+    for (int k = 0; k < 3; k++) {
+        double end = tu_now() + 5.0;
+        while (!tu_pid_gone(pids[k]) && tu_now() < end) usleep(1000);
+        assert_true(tu_pid_gone(pids[k]));
+    }
+    mpool_shm_free(pids);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -766,6 +824,8 @@ int main(void)
         cmocka_unit_test(test_free_without_join),
         cmocka_unit_test(test_server_killed),
         cmocka_unit_test(test_random_kills),
+        cmocka_unit_test(test_sigint_ignored),
+        cmocka_unit_test(test_no_orphans),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
     };
