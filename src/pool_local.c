@@ -42,13 +42,14 @@
 #include "internal.h"
 #include "pool_backend.h"
 
-#define RING          256u        /* dispatch entries: jobs with unclaimed chunks */
-#define CLAIM_BUSY    0xffffffffu /* claimed field while the parent rewrites an entry */
-#define SPIN_SECONDS  20e-6       /* bounded spin before a futex sleep */
-#define YIELD_AFTER   2e-6        /* then yield the CPU between checks */
-#define PARENT_NAP    0.05        /* longest parent sleep between health checks */
-#define MAX_RESTARTS  16          /* server deaths tolerated before the pool breaks */
-#define DEATH_TIMEOUT 2.0         /* how long to wait for a killed worker to vanish */
+#define RING              256u        /* dispatch entries: jobs with unclaimed chunks */
+#define CLAIM_BUSY        0xffffffffu /* claimed field while the parent rewrites an entry */
+#define SPIN_SECONDS      20e-6       /* bounded spin before a futex sleep */
+#define YIELD_AFTER       2e-6        /* then yield the CPU between checks */
+#define PARENT_NAP        0.05        /* longest parent sleep between health checks */
+#define MAX_RESTARTS      16          /* server deaths tolerated before the pool breaks */
+#define DEATH_TIMEOUT     2.0         /* how long to wait for a killed worker to vanish */
+#define MAX_FORK_FAILURES 30          /* worker forks failing in a row (rounds of 1 s) */
 
 /* Slot states (wslot_t.state). */
 enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
@@ -382,20 +383,25 @@ static bool unclaimed_work(shared_t *sh)
     return false;
 }
 
+/* Forks the worker of slot s. A failing fork is retried on the next rounds;
+ * at start-up, or after MAX_FORK_FAILURES in a row, the pool breaks (the
+ * work could not go on). */
 static void spawn(shared_t *sh, wslot_t *s)
 {
+    static int failures; /* in a row; this server's own */
     s->state = SLOT_STARTING;
     s->seen_pos = 0;
     pid_t pid = mpool__fork(true);
     if (pid == 0) worker_main(sh, s);
     if (pid < 0) {
         s->state = SLOT_EMPTY;
-        if (!sh->ready) {
+        if (!sh->ready || ++failures >= MAX_FORK_FAILURES) {
             sh->broken_status = 0;
             __atomic_store_n(&sh->broken, MPOOL_EWORKER, __ATOMIC_RELEASE);
         }
-        return; /* retried on the next round */
+        return;
     }
+    failures = 0;
     s->pid = pid;
 }
 
