@@ -50,6 +50,7 @@
 #define MAX_RESTARTS      16          /* server deaths tolerated before the pool breaks */
 #define DEATH_TIMEOUT     2.0         /* how long to wait for a killed worker to vanish */
 #define MAX_FORK_FAILURES 30          /* worker forks failing in a row (rounds of 1 s) */
+#define TAG(seq)          (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
 
 /* Slot states (wslot_t.state). */
 enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
@@ -196,9 +197,9 @@ static bool claim(shared_t *sh, wslot_t *s, uint32_t *seqp)
             seq++;
             continue;
         }
-        s->ijob = j;
-        s->iseq = seq;
-        s->ichunk = c;
+        __atomic_store_n(&s->ijob, j, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->iseq, seq, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->ichunk, c, __ATOMIC_RELAXED);
         __atomic_store_n(&s->iflag, 1, __ATOMIC_SEQ_CST);
         /* Fails if the entry moved on since w was read, job and nchunks
          * included (the parent changes the word before rewriting them). */
@@ -322,6 +323,10 @@ static void settle_claim(shared_t *sh, wslot_t *s)
     uint32_t c = s->ichunk;
     __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
     if (s->job) return; /* it did make it its range */
+    /* Had its claim gone through, the job could not be complete, hence not
+     * freed: a job that is gone (or another job in its memory) was not
+     * claimed by it. The heap stays mapped, so the read itself is safe. */
+    if (__atomic_load_n(&j->tag, __ATOMIC_ACQUIRE) != TAG(s->iseq)) return;
     uint64_t w = ld64(&sh->ring[s->iseq % RING].word);
     if ((uint32_t)(w >> 32) == s->iseq && (uint32_t)w <= c) return; /* not claimed */
     /* Claimed by someone. A live claimer of the same chunk resolves within
@@ -640,6 +645,7 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     if (!entry_wait(p, d, s, &w)) return EINVAL;
     /* Workers holding the old word now fail their CAS; then rewrite. */
     __atomic_store_n(&d->word, (uint64_t)s << 32 | CLAIM_BUSY, __ATOMIC_SEQ_CST);
+    job->tag = TAG(s);
     __atomic_store_n(&d->job, job, __ATOMIC_RELAXED);
     __atomic_store_n(&d->nchunks, job->nchunks, __ATOMIC_RELAXED);
     __atomic_store_n(&d->word, (uint64_t)s << 32, __ATOMIC_RELEASE);
