@@ -74,7 +74,8 @@ typedef struct MPOOL_ALIGNED {
      * last (release), so a set `job` means the rest is valid. */
     mpool__job_t *job;
     uint64_t chunk, lo, hi;
-    /* 2i+1 while item i runs; 2i when every item before i is done. */
+    /* 2i+1 while item i runs (inside fn); 2i when every item before i is
+     * done; 2hi+2 once the finished range is counted in the job's hint. */
     uint64_t pos;
     uint32_t rgen; /* ranges started: tells a new item from an old one at the same pos */
     /* Claim intent, set before the claiming CAS and cleared once `job` holds
@@ -230,10 +231,9 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
         __atomic_store_n(&s->pos, 2 * i + 1, __ATOMIC_RELAXED);
         int r = fn(in ? in + i * isz : NULL, out ? out + i * osz : NULL, ctx);
         if (MPOOL_UNLIKELY(r)) mpool__job_fail(j, i, MPOOL_ETASK, r);
-        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) {
-            __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
-            return true;
-        }
+        /* Out of the task: a death from here on fails no item. */
+        __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
+        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) return true;
     }
     /* pos 2hi: all run; 2hi + 2: counted too (settle must not count again).
      * Both before the chunk_done store: after it, the job may be freed. */
