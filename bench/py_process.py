@@ -9,10 +9,7 @@ def noop():
     pass
 
 
-def main():
-    mp.set_start_method("fork")
-    quick = os.environ.get("MPOOL_BENCH_QUICK", "0") not in ("", "0")
-    rounds, n = (3, 10) if quick else (7, 50)
+def measure(tag, rounds, n):
     per = []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -21,7 +18,16 @@ def main():
             p.start()
             p.join()
         per.append((time.perf_counter() - t0) / n)
-    print("RESULT process.start_join.python %.6g us" % (statistics.median(per) * 1e6))
+    print("RESULT process.start_join%s.python %.6g us" % (tag, statistics.median(per) * 1e6))
+
+
+def main():
+    mp.set_start_method("fork")
+    quick = os.environ.get("MPOOL_BENCH_QUICK", "0") not in ("", "0")
+    rounds, n = (3, 10) if quick else (7, 50)
+    measure("", rounds, n)
+    os.sched_setaffinity(0, {os.sched_getaffinity(0).pop()})  # one CPU, as bench_process
+    measure(".pinned", rounds, n)
 
 
 if __name__ == "__main__":

@@ -73,14 +73,15 @@ int mpool_process_start(mpool_process_t *p)
     return 0;
 }
 
-/* Reaps the child if it has ended; true once reaped. Never blocks. */
-static bool try_reap(mpool_process_t *p)
+/* Reaps the child if it has ended, waiting for that when `block`; true once
+ * reaped. */
+static bool reap(mpool_process_t *p, bool block)
 {
     if (p->reaped) return true;
     if (p->pidfd < 0) return false;
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) != 0) {
+    if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | (block ? 0 : WNOHANG)) != 0) {
         if (errno != ECHILD) return false;
         /* Reaped behind our back (SIGCHLD ignored): the status is lost. */
         p->exitcode = -SIGKILL;
@@ -95,11 +96,21 @@ static bool try_reap(mpool_process_t *p)
     return true;
 }
 
+static bool try_reap(mpool_process_t *p)
+{
+    return reap(p, false);
+}
+
 int mpool_process_join(mpool_process_t *p, double timeout)
 {
     if (!p || !p->pid) return EINVAL;
     struct timespec deadline;
     bool limited = mpool__deadline(timeout, &deadline);
+    if (!limited) { /* one blocking waitid: no poll round trip */
+        while (!reap(p, true))
+            if (errno != EINTR) return errno;
+        return 0;
+    }
     while (!try_reap(p)) {
         double left = limited ? mpool__remaining(&deadline) : -1;
         if (limited && left <= 0) return ETIMEDOUT;
