@@ -1,0 +1,251 @@
+/* Message pipes over socketpair(AF_UNIX, SOCK_STREAM).
+ *
+ * Wire format: each message is a 64-bit length in host byte order (both
+ * ends run on one machine, with one library), then the payload. A stream socket may split or join
+ * writes arbitrarily, so the receiver reads exactly 8 bytes, then exactly `length` bytes, and never
+ * more: nothing is buffered in user space, so the descriptor from mpool_conn_fileno() is readable
+ * exactly when a message (or the end of stream) is waiting, and poll/epoll on it tells the truth.
+ *
+ * A header that has been read but whose payload did not fit the caller's
+ * buffer is kept in the endpoint (`pending`), so the next recv gets the same
+ * message whole. The timeout covers only the wait for the first byte of a
+ * message: once a message has begun, the sender is in the middle of one
+ * sendmsg and the rest follows, so it is read without a limit (a timeout
+ * there would leave the stream in mid-message).
+ *
+ * Sending uses one sendmsg with two iovecs (header + payload): one system
+ * call per message instead of two, and no copy into a joined buffer.
+ */
+#include <mpool/conn.h>
+
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum { CAN_RECV = 1, CAN_SEND = 2 };
+
+struct mpool_conn {
+    int fd;
+    int mode;         /* CAN_RECV | CAN_SEND */
+    bool has_pending; /* a header was read and its payload not yet */
+    bool corrupt;     /* the stream broke mid-message: every recv is EPROTO */
+    uint64_t pending; /* that header's length */
+};
+
+static mpool_conn_t *conn_new(int fd, int mode)
+{
+    mpool_conn_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->fd = fd;
+    c->mode = mode;
+    return c;
+}
+
+int mpool_pipe(mpool_conn_t **a, mpool_conn_t **b, bool duplex)
+{
+    if (!a || !b) return EINVAL;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return errno;
+    int ma = duplex ? CAN_RECV | CAN_SEND : CAN_RECV;
+    int mb = duplex ? CAN_RECV | CAN_SEND : CAN_SEND;
+    mpool_conn_t *ca = conn_new(sv[0], ma), *cb = conn_new(sv[1], mb);
+    if (!ca || !cb) {
+        free(ca);
+        free(cb);
+        close(sv[0]);
+        close(sv[1]);
+        return ENOMEM;
+    }
+    if (!duplex) {
+        /* The kernel enforces the direction too, also on a raw descriptor
+         * handed out by mpool_conn_fileno(). */
+        shutdown(sv[0], SHUT_WR);
+        shutdown(sv[1], SHUT_RD);
+    }
+    *a = ca;
+    *b = cb;
+    return 0;
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+static int send_error(int err)
+{
+    /* A peer that closed while we wrote may show up as a reset. */
+    return err == ECONNRESET || err == ENOTCONN ? EPIPE : err;
+}
+
+int mpool_conn_send(mpool_conn_t *c, const void *buf, size_t len)
+{
+    if (!c || !(c->mode & CAN_SEND) || (!buf && len)) return EINVAL;
+    if (len > MPOOL_MSG_MAX) return EMSGSIZE;
+    uint64_t hdr = len;
+    struct iovec iov[2] = {{&hdr, sizeof hdr}, {(void *)buf, len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+    for (;;) {
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return send_error(errno);
+        }
+        /* A partial write: skip what went out and send the rest. */
+        while (mh.msg_iovlen && (size_t)n >= mh.msg_iov[0].iov_len) {
+            n -= (ssize_t)mh.msg_iov[0].iov_len;
+            mh.msg_iov++;
+            mh.msg_iovlen--;
+        }
+        if (!mh.msg_iovlen) return 0;
+        mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + n;
+        mh.msg_iov[0].iov_len -= (size_t)n;
+    }
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+/* Reads exactly `len` bytes, waiting without a limit. 0, EPROTO if the
+ * stream ends first (the peer died or closed mid-message), or an errno. */
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = recv(fd, p, len, MSG_WAITALL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno == ECONNRESET ? EPROTO : errno;
+        }
+        if (n == 0) return EPROTO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Waits until fd is readable or hung up, up to an absolute deadline
+ * (NULL = forever). 0 or ETIMEDOUT. */
+static int wait_readable(int fd, const struct timespec *deadline)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct timespec left, *lp = NULL;
+        if (deadline) {
+            double s = mpool__remaining(deadline);
+            left.tv_sec = (time_t)s;
+            left.tv_nsec = (long)((s - (double)left.tv_sec) * 1e9);
+            lp = &left;
+        }
+        int r = ppoll(&pfd, 1, lp, NULL);
+        if (r > 0) return 0;
+        if (r == 0) return ETIMEDOUT;
+        if (errno != EINTR) return errno;
+        if (mpool__expired(deadline)) return ETIMEDOUT;
+    }
+}
+
+/* Reads the next header within the timeout, the only wait that the timeout
+ * limits. 0, EPIPE at end of stream, EPROTO (the stream ended inside the
+ * header), ETIMEDOUT, or an errno. */
+static int read_header(mpool_conn_t *c, uint64_t *hdr, double timeout)
+{
+    struct timespec ts;
+    bool limited = mpool__deadline(timeout, &ts);
+    for (;;) {
+        /* Forever: one blocking recv of the whole header. Limited: try
+         * without blocking, then poll for the rest of the time. */
+        ssize_t n = recv(c->fd, hdr, sizeof *hdr, limited ? MSG_DONTWAIT : MSG_WAITALL);
+        if (n == (ssize_t)sizeof *hdr) return 0;
+        if (n > 0) return read_all(c->fd, (char *)hdr + n, sizeof *hdr - (size_t)n);
+        if (n == 0 || errno == ECONNRESET) return EPIPE;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+        int r = wait_readable(c->fd, &ts);
+        if (r) return r;
+    }
+}
+
+/* Makes sure the next message's header is in c->pending. */
+static int get_header(mpool_conn_t *c, double timeout)
+{
+    if (c->corrupt) return EPROTO;
+    if (c->has_pending) return 0;
+    uint64_t hdr;
+    int r = read_header(c, &hdr, timeout);
+    if (r == EPROTO || (r == 0 && hdr > MPOOL_MSG_MAX)) {
+        /* Never trust a length beyond the limit: the stream is lost. */
+        c->corrupt = true;
+        return EPROTO;
+    }
+    if (r) return r;
+    c->pending = hdr;
+    c->has_pending = true;
+    return 0;
+}
+
+/* Reads the pending message's payload into buf (room for it checked). */
+static int read_payload(mpool_conn_t *c, void *buf)
+{
+    int r = read_all(c->fd, buf, (size_t)c->pending);
+    c->has_pending = false;
+    if (r == EPROTO) c->corrupt = true;
+    return r;
+}
+
+static bool can_recv(const mpool_conn_t *c)
+{
+    return c && (c->mode & CAN_RECV);
+}
+
+int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *len, double timeout)
+{
+    if (!can_recv(c) || !len || (!buf && cap)) return EINVAL;
+    int r = get_header(c, timeout);
+    if (r) return r;
+    *len = (size_t)c->pending;
+    if (c->pending > cap) return EMSGSIZE;
+    return read_payload(c, buf);
+}
+
+int mpool_conn_recv_alloc(mpool_conn_t *c, void **buf, size_t *len, double timeout)
+{
+    if (!can_recv(c) || !buf || !len) return EINVAL;
+    int r = get_header(c, timeout);
+    if (r) return r;
+    /* The length is at most MPOOL_MSG_MAX here: get_header checked it. */
+    void *p = malloc(c->pending ? (size_t)c->pending : 1);
+    if (!p) return ENOMEM;
+    size_t n = (size_t)c->pending;
+    r = read_payload(c, p);
+    if (r) {
+        free(p);
+        return r;
+    }
+    *buf = p;
+    *len = n;
+    return 0;
+}
+
+int mpool_conn_poll(mpool_conn_t *c, double timeout)
+{
+    if (!can_recv(c)) return EINVAL;
+    if (c->has_pending || c->corrupt) return 0;
+    struct timespec ts;
+    bool limited = mpool__deadline(timeout, &ts);
+    return wait_readable(c->fd, limited ? &ts : NULL);
+}
+
+int mpool_conn_fileno(const mpool_conn_t *c)
+{
+    return c ? c->fd : -1;
+}
+
+void mpool_conn_close(mpool_conn_t *c)
+{
+    if (!c) return;
+    close(c->fd);
+    free(c);
+}
