@@ -37,6 +37,7 @@
 #include <mpool/queue.h>
 #include <mpool/shm.h>
 
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -46,6 +47,13 @@
 
 /* Spins (pause each) at an edge before sleeping: about 1-2 us here. */
 #define EDGE_SPINS 64
+/* Then yields, before sleeping. When the other side shares our CPU (the
+ * machine is busy, or has one CPU), spinning cannot help: a yield lets it
+ * run, and since we have not announced ourselves it runs without waking us
+ * for every item, filling (or draining) a whole batch. Measured: without
+ * the yields, 1 -> 1 throughput fell from ~30 to ~1.2 M items/s whenever
+ * the two shared a CPU (one context switch per item). */
+#define EDGE_YIELDS 8
 /* Longest sleep between re-checks of a waiter's condition. */
 #define WAIT_SLICE 0.1
 
@@ -164,9 +172,20 @@ static int lock_side(mpool__mutex_t *m, const struct timespec *deadline, bool tr
     return ETIMEDOUT;
 }
 
-static void unlock_side(mpool__mutex_t *m)
+/* Releases a side's lock, then orders the holder's head or tail store
+ * before the loads that follow (edge_wake's waiters count): the store-load
+ * order of Dekker's pattern, which release semantics alone do not give. On
+ * x86 the unlock is a locked CAS, a full barrier already, so only the
+ * compiler needs telling; this saves one fence per operation. Elsewhere: a
+ * real fence. */
+static void unlock_fenced(mpool__mutex_t *m)
 {
     mpool__mutex_unlock(m);
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ volatile("" ::: "memory");
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
 }
 
 /* Wakes every sleeper of an edge, if any announced itself. The caller made
@@ -198,6 +217,10 @@ static int edge_wait(mpool_queue_t *q, edge_t *e, ready_fn ready, const struct t
     for (int i = 0; i < EDGE_SPINS; i++) {
         if (ready(q)) return 0;
         mpool__cpu_relax();
+    }
+    for (int i = 0; i < EDGE_YIELDS; i++) {
+        if (ready(q)) return 0;
+        sched_yield();
     }
     for (;;) {
         uint32_t ev = __atomic_load_n(&e->ev, __ATOMIC_SEQ_CST);
@@ -253,9 +276,9 @@ static int try_put(mpool_queue_t *q, const void *item, size_t len)
     slot_t *s = slot_at(q, t);
     s->len = len;
     if (len) memcpy(s->data, item, len);
-    /* The publication; seq_cst so that edge_wake's check of the getters'
-     * waiters count cannot be ordered before it. */
-    __atomic_store_n(&q->tail, t + 1, __ATOMIC_SEQ_CST);
+    /* The publication. edge_wake's load of the waiters count must not pass
+     * it: see unlock_fenced. */
+    __atomic_store_n(&q->tail, t + 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -270,7 +293,7 @@ int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, double timeo
         int r = lock_side(&q->put_lock, deadline, try_only);
         if (r) return r;
         r = try_put(q, item, len);
-        unlock_side(&q->put_lock);
+        unlock_fenced(&q->put_lock);
         if (r == 0) edge_wake(&q->not_empty);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_full, put_ready, deadline, try_only);
@@ -294,8 +317,8 @@ static int try_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len)
     *len = s->len;
     if (s->len > cap) return EMSGSIZE;
     if (s->len) memcpy(buf, s->data, s->len);
-    /* Frees the slot; seq_cst for the same reason as tail in try_put. */
-    __atomic_store_n(&q->head, h + 1, __ATOMIC_SEQ_CST);
+    /* Frees the slot (ordered against edge_wake as tail in try_put). */
+    __atomic_store_n(&q->head, h + 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -309,7 +332,7 @@ int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double
         int r = lock_side(&q->get_lock, deadline, try_only);
         if (r) return r;
         r = try_get(q, buf, cap, len);
-        unlock_side(&q->get_lock);
+        unlock_fenced(&q->get_lock);
         if (r == 0) edge_wake(&q->not_full);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_empty, get_ready, deadline, try_only);
@@ -344,7 +367,7 @@ void mpool_queue_close(mpool_queue_t *q)
     /* Under put_lock, so that no put is half-way: see try_get. */
     lock_side(&q->put_lock, NULL, false);
     __atomic_store_n(&q->closed, 1, __ATOMIC_SEQ_CST);
-    unlock_side(&q->put_lock);
+    unlock_fenced(&q->put_lock);
     edge_wake_always(&q->not_empty);
     edge_wake_always(&q->not_full);
 }
