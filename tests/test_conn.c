@@ -83,7 +83,7 @@ static int burst_child(void *arg)
 {
     (void)arg;
     mpool_conn_close(ca);
-    unsigned char buf[1000];
+    unsigned char buf[10000];
     for (unsigned i = 0; i < 5000; i++) {
         size_t n = (i * 7919u) % sizeof buf;
         fill(buf, n, i);
@@ -99,7 +99,7 @@ static void test_boundaries_kept(void **state)
     assert_int_equal(mpool_pipe(&ca, &cb, false), 0);
     pid_t pid = tu_fork(burst_child, NULL);
     mpool_conn_close(cb);
-    unsigned char buf[1000], want[1000];
+    static unsigned char buf[10000], want[10000];
     for (unsigned i = 0; i < 5000; i++) {
         size_t n = (i * 7919u) % sizeof buf, len;
         assert_int_equal(mpool_conn_recv(ca, buf, sizeof buf, &len, 10.0), 0);
@@ -165,6 +165,34 @@ static void test_emsgsize_keeps_message(void **state)
     assert_int_equal(len, 50);
     assert_memory_equal(p, out, 50);
     free(p);
+    mpool_conn_close(a);
+    mpool_conn_close(b);
+}
+
+/* Messages that arrived together are buffered: poll must still see them
+ * while the descriptor itself is not readable any more. */
+static void test_poll_sees_buffered(void **state)
+{
+    (void)state;
+    mpool_conn_t *a, *b;
+    char buf[8];
+    size_t len;
+    assert_int_equal(mpool_pipe(&a, &b, true), 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(mpool_conn_send(b, "abc", 3), 0);
+    assert_int_equal(mpool_conn_send(b, NULL, 0), 0);
+    assert_int_equal(mpool_conn_recv(a, buf, sizeof buf, &len, 1.0), 0);
+    struct pollfd pfd = {.fd = mpool_conn_fileno(a), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 0), 0); /* all read ahead */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mpool_conn_poll(a, 0), 0);
+        assert_int_equal(mpool_conn_recv(a, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 3);
+        assert_memory_equal(buf, "abc", 3);
+    }
+    assert_int_equal(mpool_conn_poll(a, 0), 0);
+    assert_int_equal(mpool_conn_recv(a, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(mpool_conn_poll(a, 0), ETIMEDOUT);
     mpool_conn_close(a);
     mpool_conn_close(b);
 }
@@ -356,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_boundaries_kept),
         cmocka_unit_test(test_one_way),
         cmocka_unit_test(test_emsgsize_keeps_message),
+        cmocka_unit_test(test_poll_sees_buffered),
         cmocka_unit_test(test_zero_length),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_wait_then_receive),
