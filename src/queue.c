@@ -75,8 +75,10 @@ typedef struct {
 } slot_t;
 
 struct mpool_queue {
-    /* Constant after creation. */
-    size_t cap, item_size, stride;
+    /* Constant after creation. mask: cap - 1 when cap is a power of two
+     * (the default is), else 0: a slot index then costs an AND, not a
+     * division, on the hot path. */
+    size_t cap, mask, item_size, stride;
     bool joinable;
     unsigned char *slots;
 
@@ -107,7 +109,8 @@ struct mpool_queue {
 
 static slot_t *slot_at(const mpool_queue_t *q, uint64_t pos)
 {
-    return (slot_t *)(q->slots + (size_t)(pos % q->cap) * q->stride);
+    size_t i = q->mask ? (size_t)pos & q->mask : (size_t)(pos % q->cap);
+    return (slot_t *)(q->slots + i * q->stride);
 }
 
 static mpool_queue_t *queue_new(size_t maxsize, size_t item_size, bool joinable)
@@ -125,6 +128,7 @@ static mpool_queue_t *queue_new(size_t maxsize, size_t item_size, bool joinable)
         return NULL;
     }
     q->cap = maxsize;
+    q->mask = (maxsize & (maxsize - 1)) == 0 ? maxsize - 1 : 0;
     q->item_size = item_size;
     q->stride = stride;
     q->joinable = joinable;
