@@ -57,16 +57,27 @@
 /* Longest sleep between re-checks of a waiter's condition. */
 #define WAIT_SLICE 0.1
 
+/* Wakes in a row that found nobody asleep before a waker decides that the
+ * waiters count is stale (see edge_t). */
+#define STALE_WAKES 64
+
 /* A waiters count and the event word its sleepers wait on. */
 typedef struct {
     /* Processes announced (about to) sleep on `ev`: incremented by a waiter
-     * before its last check, decremented when it wakes. A waiter killed
-     * asleep leaves it one too high, which costs wakers a needless
-     * FUTEX_WAKE, nothing more. */
+     * before its last check, decremented (never below 0) when it wakes; a
+     * sleeper re-announces every WAIT_SLICE. A waiter killed asleep leaves
+     * it too high, and every put (or get) would then pay a needless
+     * FUTEX_WAKE forever; so after STALE_WAKES wakes in a row that woke
+     * nobody, a waker resets it to 0. A live waiter that loses its count
+     * that way was in its pre-sleep window: the waker's bump of `ev` stops
+     * it from sleeping, and at worst a later sleeper waits one WAIT_SLICE. */
     uint32_t waiters;
     /* Futex word: bumped (any value, wrapping) by whoever makes the waited-for
      * condition true while `waiters` is non-zero, and by close. */
     uint32_t ev;
+    /* Wakes in a row that found nobody asleep (a heuristic: racy updates
+     * are harmless). */
+    uint32_t idle_wakes;
 } edge_t;
 
 typedef struct {
@@ -199,9 +210,25 @@ static void unlock_fenced(mpool__mutex_t *m)
  * a woken waiter may time out or die, and must not swallow the wake-up. */
 static void edge_wake(edge_t *e)
 {
-    if (MPOOL_LIKELY(__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) == 0)) return;
+    uint32_t w = __atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST);
+    if (MPOOL_LIKELY(w == 0)) return;
     __atomic_fetch_add(&e->ev, 1, __ATOMIC_SEQ_CST);
-    mpool__futex_wake(&e->ev, INT32_MAX);
+    if (mpool__futex_wake(&e->ev, INT32_MAX) > 0) {
+        __atomic_store_n(&e->idle_wakes, 0, __ATOMIC_RELAXED);
+    } else if (__atomic_add_fetch(&e->idle_wakes, 1, __ATOMIC_RELAXED) >= STALE_WAKES) {
+        __atomic_store_n(&e->idle_wakes, 0, __ATOMIC_RELAXED);
+        __atomic_compare_exchange_n(&e->waiters, &w, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    }
+}
+
+/* A waiter's "I am awake": decrements waiters, but never below 0 (a waker
+ * may have reset it). */
+static void edge_leave(edge_t *e)
+{
+    uint32_t w = __atomic_load_n(&e->waiters, __ATOMIC_RELAXED);
+    while (w && !__atomic_compare_exchange_n(&e->waiters, &w, w - 1, false, __ATOMIC_SEQ_CST,
+                                             __ATOMIC_RELAXED)) {
+    }
 }
 
 static void edge_wake_always(edge_t *e)
@@ -234,7 +261,7 @@ static int edge_wait(mpool_queue_t *q, edge_t *e, ready_fn ready, const struct t
             struct timespec wake = mpool__deadline_min(deadline, WAIT_SLICE);
             r = mpool__futex_wait(&e->ev, ev, &wake);
         }
-        __atomic_fetch_sub(&e->waiters, 1, __ATOMIC_SEQ_CST);
+        edge_leave(e);
         if (r != ETIMEDOUT) return 0;
         if (mpool__expired(deadline)) return ETIMEDOUT;
         if (ready(q)) return 0;
