@@ -411,6 +411,45 @@ static void test_consumer_killed(void **state)
     assert_int_equal(tu_count_children(), 0);
 }
 
+static int forever_getter(void *arg)
+{
+    (void)arg;
+    char buf[8];
+    size_t len;
+    mpool_queue_get(q, buf, sizeof buf, &len, MPOOL_FOREVER);
+    return 0;
+}
+
+static int count_getter(void *arg)
+{
+    long n = (long)(uintptr_t)arg;
+    for (long i = 0; i < n; i++) {
+        long x;
+        size_t len;
+        if (mpool_queue_get(q, &x, sizeof x, &len, 10.0) || x != i) return 1;
+    }
+    return 0;
+}
+
+/* Getters killed while asleep on an empty queue leave their announcement
+ * behind; the queue must still deliver everything to a newcomer. */
+static void test_sleeping_getter_killed(void **state)
+{
+    (void)state;
+    q = mpool_queue_new(4, sizeof(long));
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = tu_fork(forever_getter, NULL);
+        usleep(30 * 1000); /* let it fall asleep; the test holds either way */
+        kill(pid, SIGKILL);
+        assert_int_equal(tu_wait(pid, 10.0), -SIGKILL);
+    }
+    pid_t pid = tu_fork(count_getter, (void *)(uintptr_t)20000);
+    for (long i = 0; i < 20000; i++) assert_int_equal(mpool_queue_put(q, &i, sizeof i, 10.0), 0);
+    assert_int_equal(tu_wait(pid, 20.0), 0);
+    assert_true(mpool_queue_empty(q));
+    mpool_queue_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_joinable),
         cmocka_unit_test(test_producer_killed),
         cmocka_unit_test(test_consumer_killed),
+        cmocka_unit_test(test_sleeping_getter_killed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
