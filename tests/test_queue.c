@@ -411,12 +411,12 @@ static void test_consumer_killed(void **state)
     assert_int_equal(tu_count_children(), 0);
 }
 
-static int forever_getter(void *arg)
+static int sleeping_getter(void *arg)
 {
     (void)arg;
     char buf[8];
     size_t len;
-    mpool_queue_get(q, buf, sizeof buf, &len, MPOOL_FOREVER);
+    mpool_queue_get(q, buf, sizeof buf, &len, 30.0); /* killed long before */
     return 0;
 }
 
@@ -438,7 +438,7 @@ static void test_sleeping_getter_killed(void **state)
     (void)state;
     q = mpool_queue_new(4, sizeof(long));
     for (int i = 0; i < 3; i++) {
-        pid_t pid = tu_fork(forever_getter, NULL);
+        pid_t pid = tu_fork(sleeping_getter, NULL);
         usleep(30 * 1000); /* let it fall asleep; the test holds either way */
         kill(pid, SIGKILL);
         assert_int_equal(tu_wait(pid, 10.0), -SIGKILL);
