@@ -286,6 +286,30 @@ static void test_closed_peer(void **state)
     mpool_conn_close(a);
 }
 
+static int blocked_sender(void *arg)
+{
+    (void)arg;
+    mpool_conn_close(ca);
+    size_t n = (size_t)8 << 20; /* far more than the socket buffers hold */
+    void *p = calloc(1, n);
+    if (!p) return 2;
+    int r = mpool_conn_send(cb, p, n);
+    free(p);
+    return r == EPIPE ? 0 : 1; /* and not killed by SIGPIPE */
+}
+
+/* The receiver goes away while the sender is blocked in mid-message. */
+static void test_peer_closes_during_send(void **state)
+{
+    (void)state;
+    assert_int_equal(mpool_pipe(&ca, &cb, false), 0);
+    pid_t pid = tu_fork(blocked_sender, NULL);
+    mpool_conn_close(cb);
+    assert_int_equal(mpool_conn_poll(ca, 10.0), 0); /* the send has begun */
+    mpool_conn_close(ca);
+    assert_int_equal(tu_wait(pid, 10.0), 0);
+}
+
 static void test_corrupt_length(void **state)
 {
     (void)state;
@@ -389,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_wait_then_receive),
         cmocka_unit_test(test_closed_peer),
+        cmocka_unit_test(test_peer_closes_during_send),
         cmocka_unit_test(test_corrupt_length),
         cmocka_unit_test(test_64mib_message),
         cmocka_unit_test(test_no_fd_leak),
