@@ -92,10 +92,18 @@ int mpool_pipe(mpool_conn_t **a, mpool_conn_t **b, bool duplex)
 
 /* ---- sending -------------------------------------------------------------- */
 
+/* Maps the errno of a socket call to the codes conn.h documents: a
+ * descriptor closed or replaced behind the endpoint's back is a bad
+ * argument; other errors (ENOBUFS, ENOMEM) pass through. */
+static int sock_error(int err)
+{
+    return err == EBADF || err == ENOTSOCK || err == EFAULT ? EINVAL : err;
+}
+
 static int send_error(int err)
 {
     /* A peer that closed while we wrote may show up as a reset. */
-    return err == ECONNRESET || err == ENOTCONN ? EPIPE : err;
+    return err == ECONNRESET || err == ENOTCONN ? EPIPE : sock_error(err);
 }
 
 int mpool_conn_send(mpool_conn_t *c, const void *buf, size_t len)
@@ -135,7 +143,7 @@ static int read_all(int fd, void *buf, size_t len)
         ssize_t n = recv(fd, p, len, MSG_WAITALL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno == ECONNRESET ? EPROTO : errno;
+            return errno == ECONNRESET ? EPROTO : sock_error(errno);
         }
         if (n == 0) return EPROTO;
         p += n;
@@ -160,7 +168,7 @@ static int wait_readable(int fd, const struct timespec *deadline)
         int r = ppoll(&pfd, 1, lp, NULL);
         if (r > 0) return 0;
         if (r == 0) return ETIMEDOUT;
-        if (errno != EINTR) return errno;
+        if (errno != EINTR) return sock_error(errno);
         if (mpool__expired(deadline)) return ETIMEDOUT;
     }
 }
@@ -191,7 +199,7 @@ static int fill(mpool_conn_t *c, size_t need, bool limited, const struct timespe
         bool eof = n == 0 || errno == ECONNRESET;
         if (eof) return buffered(c) || c->has_pending ? EPROTO : EPIPE;
         if (errno == EINTR) continue;
-        if (!timed || (errno != EAGAIN && errno != EWOULDBLOCK)) return errno;
+        if (!timed || (errno != EAGAIN && errno != EWOULDBLOCK)) return sock_error(errno);
         int r = wait_readable(c->fd, deadline);
         if (r) return r;
     }
