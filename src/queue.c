@@ -172,9 +172,10 @@ void mpool_queue_free(mpool_queue_t *q)
 /* Takes a side's lock by an absolute deadline (NULL: none; try: once).
  * A dead holder is no error here: the update order above keeps the ring
  * consistent whatever instruction the holder died at. 0 or ETIMEDOUT. */
-static int lock_side(mpool__mutex_t *m, const struct timespec *deadline, bool try_only)
+static int lock_side(mpool__mutex_t *m, uint64_t self, const struct timespec *deadline,
+                     bool try_only)
 {
-    uint64_t self = mpool__self(), zero = 0;
+    uint64_t zero = 0;
     if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
                                                  __ATOMIC_RELAXED)))
         return 0;
@@ -198,9 +199,12 @@ static int lock_side(mpool__mutex_t *m, const struct timespec *deadline, bool tr
  * x86 the unlock is a locked CAS, a full barrier already, so only the
  * compiler needs telling; this saves one fence per operation. Elsewhere: a
  * real fence. */
-static void unlock_fenced(mpool__mutex_t *m)
+static void unlock_fenced(mpool__mutex_t *m, uint64_t self)
 {
-    mpool__mutex_unlock(m);
+    uint64_t expect = self;
+    if (!__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
+                                     __ATOMIC_RELAXED))
+        mpool__mutex_unlock_slow(m, self); /* WAIT set: wake a sleeper */
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ volatile("" ::: "memory");
 #else
@@ -298,6 +302,13 @@ static bool get_ready(const mpool_queue_t *q)
     return is_closed(q) || load_tail(q) != load_head(q);
 }
 
+/* The absolute deadline of a public timeout, in *ts; NULL for forever
+ * (without reading the clock). */
+static const struct timespec *deadline_of(double timeout, struct timespec *ts)
+{
+    return timeout >= 0 && mpool__deadline(timeout, ts) ? ts : NULL;
+}
+
 /* ---- put and get ------------------------------------------------------------ */
 
 /* One attempt under put_lock: 0 (queued), EPIPE, or EAGAIN (full). */
@@ -323,13 +334,14 @@ int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, double timeo
     if (!q || (!item && len)) return EINVAL;
     if (len > q->item_size) return EMSGSIZE;
     struct timespec ts;
-    const struct timespec *deadline = mpool__deadline(timeout, &ts) ? &ts : NULL;
+    const struct timespec *deadline = deadline_of(timeout, &ts);
     bool try_only = timeout == 0;
+    uint64_t self = mpool__self();
     for (;;) {
-        int r = lock_side(&q->put_lock, deadline, try_only);
+        int r = lock_side(&q->put_lock, self, deadline, try_only);
         if (r) return r;
         r = try_put(q, item, len);
-        unlock_fenced(&q->put_lock);
+        unlock_fenced(&q->put_lock, self);
         if (r == 0) edge_wake(&q->not_empty);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_full, put_ready, deadline, try_only);
@@ -362,13 +374,14 @@ int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double
 {
     if (!q || !len || (!buf && cap)) return EINVAL;
     struct timespec ts;
-    const struct timespec *deadline = mpool__deadline(timeout, &ts) ? &ts : NULL;
+    const struct timespec *deadline = deadline_of(timeout, &ts);
     bool try_only = timeout == 0;
+    uint64_t self = mpool__self();
     for (;;) {
-        int r = lock_side(&q->get_lock, deadline, try_only);
+        int r = lock_side(&q->get_lock, self, deadline, try_only);
         if (r) return r;
         r = try_get(q, buf, cap, len);
-        unlock_fenced(&q->get_lock);
+        unlock_fenced(&q->get_lock, self);
         if (r == 0) edge_wake(&q->not_full);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_empty, get_ready, deadline, try_only);
@@ -401,9 +414,10 @@ void mpool_queue_close(mpool_queue_t *q)
 {
     if (!q) return;
     /* Under put_lock, so that no put is half-way: see try_get. */
-    lock_side(&q->put_lock, NULL, false);
+    uint64_t self = mpool__self();
+    lock_side(&q->put_lock, self, NULL, false);
     __atomic_store_n(&q->closed, 1, __ATOMIC_SEQ_CST);
-    unlock_fenced(&q->put_lock);
+    unlock_fenced(&q->put_lock, self);
     edge_wake_always(&q->not_empty);
     edge_wake_always(&q->not_full);
 }
@@ -433,7 +447,7 @@ int mpool_queue_join(mpool_queue_t *q, double timeout)
 {
     if (!q || !q->joinable) return EINVAL;
     struct timespec ts;
-    const struct timespec *deadline = mpool__deadline(timeout, &ts) ? &ts : NULL;
+    const struct timespec *deadline = deadline_of(timeout, &ts);
     while (!all_done(q)) {
         int r = edge_wait(q, &q->all_done, all_done, deadline, timeout == 0);
         if (r) return r;
