@@ -23,6 +23,7 @@
  * returned); a getter killed before its head store leaves the item in the
  * queue for the next getter. Only a getter killed after its head store, that
  * is inside mpool_queue_get's last few instructions, takes its item with it.
+ *
  * Cost: two uncontended CAS (lock, unlock) per operation on a line the
  * side's lock holder keeps in its cache, but each locked instruction also
  * waits for the slot's cache line to arrive. Measured with
@@ -33,9 +34,10 @@
  * the difference for a ring that a kill at any instruction leaves usable.
  *
  * Sleeping happens only at the edges: a getter that finds the queue empty
- * spins briefly, then announces itself in `get_waiters` and sleeps on the
- * futex word `get_ev`; a putter wakes it only if get_waiters is non-zero
- * (and the mirror image for putters waiting for room). Waiters re-check
+ * spins briefly, yields, then announces itself in `not_empty.waiters` and
+ * sleeps on the futex word `not_empty.ev`; a putter wakes it only if that
+ * count is non-zero (and the mirror image, `not_full`, for putters waiting
+ * for room; `all_done` for join). Waiters re-check
  * every WAIT_SLICE seconds, so a process killed between publishing and
  * waking costs the sleepers at most that much delay, never a hang.
  */
