@@ -49,11 +49,16 @@ MPOOL_API int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *le
  * the allocation fails (the message stays). */
 MPOOL_API int mpool_conn_recv_alloc(mpool_conn_t *c, void **buf, size_t *len, double timeout);
 
-/* Waits until a message (or end of stream) can be received. Returns 0 when
- * one is ready, ETIMEDOUT, or EINVAL. */
+/* Waits until a message (or end of stream) can be received: one buffered in
+ * the endpoint, or data on the descriptor. Returns 0 when one is ready,
+ * ETIMEDOUT, or EINVAL (NULL, or a send-only end). */
 MPOOL_API int mpool_conn_poll(mpool_conn_t *c, double timeout);
 
-/* The endpoint's descriptor, for poll/epoll (owned by the endpoint), or -1. */
+/* The endpoint's descriptor (owned by the endpoint), or -1. The endpoint
+ * reads ahead: small messages that arrived together may already sit in its
+ * buffer while the descriptor is not readable. So before waiting on the
+ * descriptor with poll/epoll, call mpool_conn_poll(c, 0): if it returns 0, a
+ * message is ready without waiting. */
 MPOOL_API int mpool_conn_fileno(const mpool_conn_t *c);
 
 /* Closes this endpoint in this process and frees it. NULL is accepted. */

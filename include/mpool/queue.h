@@ -8,7 +8,13 @@
  * deadlocks). Items from one producer arrive in the order it put them. A put
  * or get that finds the queue neither full nor empty makes no system call.
  * A producer or consumer killed in the middle of a put or get does not wedge
- * the queue for the others.
+ * the queue for the others: they go on after a delay of about 10-60 ms (the
+ * time to notice the death). A put killed before it returned queued its item
+ * or not, whole; a get killed before it returned left its item in the queue,
+ * unless it died in its last few instructions, after taking it.
+ *
+ * Waiting: at an empty or full edge a call spins for about 2 us, yields the
+ * CPU a few times, then sleeps on a futex until woken or its timeout ends.
  */
 #ifndef MPOOL_QUEUE_H
 #define MPOOL_QUEUE_H
