@@ -42,14 +42,16 @@
 #include "internal.h"
 #include "pool_backend.h"
 
-#define RING              256u        /* dispatch entries: jobs with unclaimed chunks */
-#define CLAIM_BUSY        0xffffffffu /* claimed field while the parent rewrites an entry */
-#define SPIN_SECONDS      20e-6       /* bounded spin before a futex sleep */
-#define YIELD_AFTER       2e-6        /* then yield the CPU between checks */
-#define PARENT_NAP        0.05        /* longest parent sleep between health checks */
-#define MAX_RESTARTS      16          /* server deaths tolerated before the pool breaks */
-#define DEATH_TIMEOUT     2.0         /* how long to wait for a killed worker to vanish */
-#define MAX_FORK_FAILURES 30          /* worker forks failing in a row (rounds of 1 s) */
+#define RING         256u        /* dispatch entries: jobs with unclaimed chunks */
+#define CLAIM_BUSY   0xffffffffu /* claimed field while the parent rewrites an entry */
+#define SPIN_SECONDS 20e-6       /* bounded spin before a futex sleep */
+#define YIELD_AFTER  2e-6        /* then yield the CPU between checks */
+#define PARENT_NAP   0.05        /* longest parent sleep between health checks */
+#define MAX_RESTARTS                                                                               \
+    16                        /* server deaths in a row, with no work done in                      \
+                                  between, before the pool breaks */
+#define DEATH_TIMEOUT     2.0 /* how long to wait for a killed worker to vanish */
+#define MAX_FORK_FAILURES 30  /* worker forks failing in a row (rounds of 1 s) */
 #define TAG(seq)          (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
 
 /* Slot states (wslot_t.state). */
@@ -124,9 +126,10 @@ typedef struct {
 /* Parent-private. */
 typedef struct {
     shared_t *sh;
-    pid_t server; /* 0: gone for good */
-    int pidfd;    /* the server's, -1 if unavailable */
-    int restarts;
+    pid_t server;              /* 0: gone for good */
+    int pidfd;                 /* the server's, -1 if unavailable */
+    int restarts;              /* in a row without progress: see health_locked */
+    uint32_t event_at_restart; /* sh->event when the server was last replaced */
     /* Taken around reaping and replacing the server: the caller's threads
      * may all be waiting, and only one of them must act on a death. */
     pthread_mutex_t lock;
@@ -566,7 +569,12 @@ static void health_locked(mpool_pool_t *p)
     int broken = ld32((const uint32_t *)&sh->broken);
     if (!broken && clean && ld32(&sh->closing)) return; /* done: closed and drained */
     await_workers(sh);
-    if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) return;
+    /* Work finished since the last replacement: deaths, not a crash loop. */
+    if (ld32(&sh->event) != L->event_at_restart) L->restarts = 0;
+    if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) {
+        L->event_at_restart = ld32(&sh->event);
+        return;
+    }
     p->broken_status = broken ? sh->broken_status : SIGKILL;
     __atomic_store_n(&p->broken, broken ? broken : MPOOL_EWORKER, __ATOMIC_RELEASE);
 }
