@@ -264,20 +264,59 @@ int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *len, double 
     return read_payload(c, buf);
 }
 
+/* A large message for recv_alloc gets its buffer in doubling steps as its
+ * bytes arrive, so a peer that announces a length and never sends it cannot
+ * make us allocate that length: at most twice what really arrived. Once
+ * part of it is read, a failure loses the stream (later calls: EPROTO). */
+#define ALLOC_STEP ((size_t)1 << 20)
+
+static int read_payload_growing(mpool_conn_t *c, unsigned char **out)
+{
+    size_t len = (size_t)c->pending, cap = ALLOC_STEP, got = buffered(c);
+    unsigned char *p = malloc(cap), *q;
+    if (!p) return ENOMEM; /* nothing read yet: the message stays */
+    memcpy(p, c->rbuf + c->rpos, got);
+    c->rpos += got;
+    int r = 0;
+    while (!r && got < len) {
+        if (got == cap) {
+            cap = cap * 2 < len ? cap * 2 : len;
+            q = realloc(p, cap);
+            if (!q) {
+                r = ENOMEM;
+                break;
+            }
+            p = q;
+        }
+        r = read_all(c->fd, p + got, cap - got);
+        if (!r) got = cap;
+    }
+    c->has_pending = false;
+    if (r) {
+        free(p);
+        c->corrupt = true;
+        return r == EPIPE ? EPROTO : r;
+    }
+    *out = p;
+    return 0;
+}
+
 int mpool_conn_recv_alloc(mpool_conn_t *c, void **buf, size_t *len, double timeout)
 {
     if (!can_recv(c) || !buf || !len) return EINVAL;
     int r = get_header(c, timeout);
     if (r) return r;
     /* The length is at most MPOOL_MSG_MAX here: get_header checked it. */
-    void *p = malloc(c->pending ? (size_t)c->pending : 1);
-    if (!p) return ENOMEM;
     size_t n = (size_t)c->pending;
-    r = read_payload(c, p);
-    if (r) {
-        free(p);
-        return r;
+    unsigned char *p;
+    if (n > ALLOC_STEP) {
+        r = read_payload_growing(c, &p);
+    } else {
+        if (!(p = malloc(n ? n : 1))) return ENOMEM;
+        r = read_payload(c, p);
+        if (r) free(p);
     }
+    if (r) return r;
     *buf = p;
     *len = n;
     return 0;

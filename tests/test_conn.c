@@ -2,6 +2,7 @@
 /* Tests of message pipes (conn.h), across real processes. */
 #include "testutil.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 static mpool_conn_t *ca, *cb;
@@ -365,6 +366,45 @@ static int big_child(void *arg)
     return r ? 4 : 0;
 }
 
+/* A peer announcing 1 GiB and sending 10 bytes must not make recv_alloc
+ * allocate 1 GiB: with the address space capped well below that, the
+ * receive still ends in EPROTO (the stream was cut), not ENOMEM. */
+#if !defined(__SANITIZE_ADDRESS__)
+static int announced_but_never_sent(void *arg)
+{
+    (void)arg;
+    mpool_conn_t *rx, *tx;
+    if (mpool_pipe(&rx, &tx, true)) return 10;
+    uint64_t hdr = (uint64_t)1 << 30;
+    char junk[10] = {0};
+    if (write(mpool_conn_fileno(tx), &hdr, sizeof hdr) != sizeof hdr) return 11;
+    if (write(mpool_conn_fileno(tx), junk, sizeof junk) != sizeof junk) return 12;
+    mpool_conn_close(tx);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f || fscanf(f, "%lu", &pages) != 1) return 13;
+    fclose(f);
+    struct rlimit rl = {.rlim_cur = pages * 4096 + (256 << 20), .rlim_max = RLIM_INFINITY};
+    if (setrlimit(RLIMIT_AS, &rl)) return 14;
+    void *buf = NULL;
+    size_t len = 0;
+    int r = mpool_conn_recv_alloc(rx, &buf, &len, 5);
+    free(buf);
+    mpool_conn_close(rx);
+    return r == EPROTO ? 0 : 20 + (r == ENOMEM);
+}
+#endif
+
+static void test_announced_length_is_not_trusted(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* ASan's shadow memory does not live under an address-space cap */
+#else
+    assert_int_equal(tu_wait(tu_fork(announced_but_never_sent, NULL), 30), 0);
+#endif
+}
+
 static void test_64mib_message(void **state)
 {
     (void)state;
@@ -415,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_closed_peer),
         cmocka_unit_test(test_peer_closes_during_send),
         cmocka_unit_test(test_corrupt_length),
+        cmocka_unit_test(test_announced_length_is_not_trusted),
         cmocka_unit_test(test_64mib_message),
         cmocka_unit_test(test_no_fd_leak),
     };

@@ -45,8 +45,12 @@ MPOOL_API int mpool_conn_send(mpool_conn_t *c, const void *buf, size_t len);
 MPOOL_API int mpool_conn_recv(mpool_conn_t *c, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Like mpool_conn_recv, into a buffer it allocates with malloc (free it with
- * free(); a zero-length message still gives a non-NULL buffer). ENOMEM if
- * the allocation fails (the message stays). */
+ * free(); a zero-length message still gives a non-NULL buffer). A message
+ * over 1 MiB gets its buffer in doubling steps as its bytes arrive, so a
+ * peer that announces a length it never sends cannot make the receiver
+ * allocate it. ENOMEM if an allocation fails: before any byte of the
+ * message was read, the message stays; after, the stream is lost (EPROTO
+ * from then on). */
 MPOOL_API int mpool_conn_recv_alloc(mpool_conn_t *c, void **buf, size_t *len, double timeout);
 
 /* Waits until a message (or end of stream) can be received: one buffered in
