@@ -9,8 +9,8 @@
 #include <pthread.h>
 
 /* Generous bounds for timing checks: 2 shared, noisy cores. */
-#define EARLY       0.01 /* a timed wait may end this much before its timeout */
-#define LATE        1.0  /* ... and this much after */
+#define EARLY       0.01               /* a timed wait may end this much before its timeout */
+#define LATE        (1.0 * tu_slack()) /* ... and this much after */
 #define CHILD_LIMIT 30.0
 
 static void assert_took(double t0, double timeout)

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,22 @@ static inline int tu_count_fds(void)
         if (e->d_name[0] != '.') n++;
     closedir(d);
     return n - 1; /* the DIR's own descriptor */
+}
+
+/* How much to stretch a timing bound: MPOOL_TEST_SLACK in the environment
+ * (at least 1), set by slow runs such as `./dev.sh valgrind`. */
+static inline double tu_slack(void)
+{
+    const char *s = getenv("MPOOL_TEST_SLACK");
+    double v = s ? atof(s) : 1.0;
+    return v > 1.0 ? v : 1.0;
+}
+
+/* True under valgrind, which preloads its own helpers. */
+static inline bool tu_under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload");
 }
 
 static inline double tu_now(void)
