@@ -1,0 +1,148 @@
+/* The Pool's seam between the public API and the machinery that runs tasks.
+ *
+ * src/pool.c implements every public mpool_pool_* / mpool_async_* /
+ * mpool_iter_* function once, on top of the backend-neutral bookkeeping
+ * below: argument checks, chunking, input copies and output staging,
+ * per-chunk progress, per-item failures, readiness, imap ordering. It talks
+ * to the workers only through an ops table. The local backend
+ * (src/pool_local.c: a fork server and forked workers) is one such table; a
+ * second backend (MPI ranks, say) implements the same few ops and reuses the
+ * rest unchanged.
+ *
+ * A backend's contract, in one paragraph: the job is split into `nchunks`
+ * chunks of `chunksize` items (the last may be shorter). For every item the
+ * backend calls fn(in + i*in_size, out + i*out_size, ctx), records a failure
+ * with mpool__job_fail(), and, when the whole chunk is done (every item
+ * succeeded or failed), stores the chunk's length into chunk_done[c] with
+ * release order and makes the event counter (ops->event) move, so that the
+ * parent's ops->wait returns. It may store partial counts earlier
+ * (progress). Nothing else: readiness, copies and ordering are done here.
+ */
+#ifndef MPOOL_POOL_BACKEND_H
+#define MPOOL_POOL_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <mpool/pool.h>
+
+/* One item's failure, kept only for items that failed. */
+typedef struct {
+    int32_t code;   /* 0 (no failure), MPOOL_ETASK, MPOOL_EWORKER or ECANCELED */
+    int32_t status; /* as mpool_failure_t.status */
+} mpool__fail_t;
+
+/* Bit set in chunk_done[c] by an iterator once it has handed out chunk c
+ * (only after the chunk is complete, when no one else writes the word). */
+#define MPOOL__CHUNK_REPORTED 0x80000000u
+
+/* A submitted call (apply = a map of one item). Lives in the shared heap so
+ * that every process of the family can read it and record progress; the
+ * header fields are read-only once submitted. */
+typedef struct mpool__job {
+    mpool_task_fn fn;
+    const char *in; /* n * in_size bytes: the caller's (shared heap) or a copy */
+    char *out;      /* n * out_size bytes: the caller's (shared heap) or staging */
+    void *ctx;
+    size_t n, in_size, out_size, chunksize;
+    uint32_t nchunks;
+    /* Lowest failed index so far, SIZE_MAX when none. Lowered with a CAS by
+     * whoever records a failure (worker, fork server, parent). */
+    size_t first_fail;
+    /* Per-item failure records, NULL until the first failure; installed with
+     * a CAS by whoever records that failure (the loser frees its block). */
+    mpool__fail_t *fails;
+    /* chunk_done[c]: items of chunk c that are finished (succeeded or
+     * failed), 0..len. Written only by the one process running the chunk
+     * (or, once it died, by the fork server or the parent on its behalf);
+     * always an absolute count, so a repeated store is harmless. The parent
+     * sets MPOOL__CHUNK_REPORTED on complete chunks that an iterator has
+     * returned. Flexible array: nchunks words. */
+    uint32_t chunk_done[];
+} mpool__job_t;
+
+/* Items in chunk c. */
+static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
+{
+    size_t lo = c * j->chunksize, hi = lo + j->chunksize;
+    return (hi > j->n ? j->n : hi) - lo;
+}
+
+/* Records that item i failed with (code, status); safe from any process.
+ * The caller then stores chunk_done as usual. */
+void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
+
+/* Marks every unfinished item of the job as failed with (code, status) and
+ * the job complete. Only when no worker can still touch the job. */
+void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
+
+/* What a backend implements. `p->impl` is its private state. Every wait takes
+ * an absolute CLOCK_MONOTONIC deadline (NULL = none). */
+typedef struct mpool__pool_ops {
+    /* Starts the workers. Returns 0 or an error code (EAGAIN, ENOMEM,
+     * MPOOL_ETASK when an initializer failed). */
+    int (*start)(mpool_pool_t *p);
+    /* Hands a job to the workers. Does not wait for it to run; may wait for
+     * room to queue it. Returns 0 or an error code. */
+    int (*submit)(mpool_pool_t *p, mpool__job_t *job);
+    /* A counter that moves whenever some chunk progresses or completes. */
+    uint32_t (*event)(mpool_pool_t *p);
+    /* Waits until event() differs from `seen` or the deadline passes (may
+     * return earlier, spuriously). Detects dead helpers on the way: it never
+     * sleeps unboundedly on a process that is gone. */
+    void (*wait)(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline);
+    /* No more submissions: workers exit once the submitted work is done. */
+    void (*close)(mpool_pool_t *p);
+    /* Waits for the workers to have exited (after close). 0 or ETIMEDOUT. */
+    int (*join)(mpool_pool_t *p, const struct timespec *deadline);
+    /* Stops every worker now; on return none can touch any job again.
+     * The caller then fails what is left with ECANCELED. */
+    void (*terminate)(mpool_pool_t *p);
+    /* Releases the backend's state (after terminate or join). */
+    void (*destroy)(mpool_pool_t *p);
+} mpool__pool_ops_t;
+
+/* The local backend: fork server + forked workers over the shared heap. */
+extern const mpool__pool_ops_t mpool__pool_local_ops;
+
+enum { MPOOL__POOL_RUNNING, MPOOL__POOL_CLOSED, MPOOL__POOL_TERMINATED };
+
+struct mpool_pool {
+    const mpool__pool_ops_t *ops;
+    void *impl;
+    mpool_pool_opts_t opts; /* processes resolved (never 0) */
+    int state;              /* MPOOL__POOL_*; changed by the owning process only */
+    /* Backend-wide failure, set by the backend (inside wait, join or
+     * submit) only once no worker can touch any job again: the pool code then
+     * fails every unfinished item with (broken, broken_status), and further
+     * submissions fail with EINVAL. */
+    int broken, broken_status;
+    struct mpool_async *live; /* every async/iter whose job is not released */
+};
+
+/* The caller-side record of one submitted job (map_async, apply_async, and
+ * the core of an iterator). Private memory of the submitting process. */
+struct mpool_async {
+    mpool_pool_t *pool;
+    mpool__job_t *job;
+    void *user_out;  /* where results must end up (NULL for iterators) */
+    char *staging;   /* job->out when it is not user_out: freed with the job */
+    char *in_copy;   /* job->in when it is a copy: freed with the job */
+    size_t complete; /* chunks [0, complete) are known complete */
+    bool ready;      /* every item done (and, if staged, copied out) */
+    bool orphan;     /* the user freed the handle before ready */
+    struct mpool_async *next, *prev; /* pool->live */
+};
+
+struct mpool_iter {
+    struct mpool_async a;
+    bool ordered;
+    size_t chunk; /* chunk being handed out (imap: in order) */
+    size_t item;  /* next item of that chunk to hand out, or SIZE_MAX: none */
+    size_t scan;  /* imap_unordered: chunks below are all reported */
+    size_t left;  /* items not yet handed out */
+};
+
+#endif
