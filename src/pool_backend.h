@@ -13,16 +13,18 @@
  * chunks of `chunksize` items (the last may be shorter). For every item the
  * backend calls fn(in + i*in_size, out + i*out_size, ctx), records a failure
  * with mpool__job_fail(), and, when the whole chunk is done (every item
- * succeeded or failed), stores the chunk's length into chunk_done[c] with
- * release order and makes the event counter (ops->event) move, so that the
- * parent's ops->wait returns. It may store partial counts earlier
- * (progress). Nothing else: readiness, copies and ordering are done here.
+ * succeeded or failed), stores STARTED | the chunk's length into
+ * chunk_done[c] with release order and makes the event counter (ops->event)
+ * move, so that the parent's ops->wait returns. It stores STARTED when a
+ * chunk is taken, and may store partial counts earlier (progress). Nothing
+ * else: readiness, copies and ordering are done here.
  */
 #ifndef MPOOL_POOL_BACKEND_H
 #define MPOOL_POOL_BACKEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -34,9 +36,14 @@ typedef struct {
     int32_t status; /* as mpool_failure_t.status */
 } mpool__fail_t;
 
-/* Bit set in chunk_done[c] by an iterator once it has handed out chunk c
- * (only after the chunk is complete, when no one else writes the word). */
+/* chunk_done[c] = flags | count. STARTED is set by the backend when a
+ * worker takes the chunk (chunks are taken in increasing order, so the
+ * first chunk without it bounds every scan); REPORTED by an iterator once it
+ * handed the complete chunk out (no one else writes the word then). */
 #define MPOOL__CHUNK_REPORTED 0x80000000u
+#define MPOOL__CHUNK_STARTED  0x40000000u
+#define MPOOL__CHUNK_COUNT    0x3fffffffu
+#define MPOOL__CHUNK_MAX      MPOOL__CHUNK_COUNT /* largest chunksize */
 
 /* A submitted call (apply = a map of one item). Lives in the shared heap so
  * that every process of the family can read it and record progress; the
@@ -119,7 +126,11 @@ struct mpool_pool {
      * fails every unfinished item with (broken, broken_status), and further
      * submissions fail with EINVAL. */
     int broken, broken_status;
+    bool broken_applied; /* the unfinished items were failed already */
     struct mpool_async *live; /* every async/iter whose job is not released */
+    /* Serializes submissions, `live` and state changes between the
+     * caller's threads (waits run without it). */
+    pthread_mutex_t lock;
 };
 
 /* The caller-side record of one submitted job (map_async, apply_async, and

@@ -1,0 +1,529 @@
+/* The process Pool: the public API, independent of how tasks are run.
+ *
+ * Everything here runs in the process that created the pool. A call becomes
+ * a job (src/pool_backend.h) in the shared heap: the inputs (read in place
+ * when they already lie in the shared heap, else copied), an output area
+ * (the caller's `out` when it lies in the shared heap, else a staging block
+ * copied into `out` once the whole job is done), and one progress word per
+ * chunk. The backend (ops table) runs the chunks; this file only watches the
+ * progress words, hands out results and failures, and orders iterators.
+ */
+#include <mpool/pool.h>
+#include <mpool/shm.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pool_backend.h"
+
+/* ---- job bookkeeping ------------------------------------------------------ */
+
+static mpool__fail_t *job_fails(mpool__job_t *j)
+{
+    mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
+    if (f) return f;
+    mpool__fail_t *nf = mpool_shm_alloc(j->n * sizeof *nf);
+    if (!nf) return NULL; /* the item still counts as failed, see item_code */
+    if (__atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return nf;
+    mpool_shm_free(nf);
+    return f;
+}
+
+void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
+{
+    mpool__fail_t *f = job_fails(j);
+    if (f) {
+        f[i].status = status;
+        __atomic_store_n(&f[i].code, code, __ATOMIC_RELEASE);
+    }
+    size_t cur = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
+    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true,
+                                                   __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    }
+}
+
+void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
+{
+    for (size_t c = 0; c < j->nchunks; c++) {
+        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+        size_t len = mpool__chunk_len(j, c), done = v & MPOOL__CHUNK_COUNT;
+        if (done >= len) continue;
+        for (size_t i = c * j->chunksize + done; i < c * j->chunksize + len; i++)
+            mpool__job_fail(j, i, code, status);
+        __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len,
+                         __ATOMIC_RELEASE);
+    }
+}
+
+static bool chunk_complete(const mpool__job_t *j, size_t c)
+{
+    uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+    return (v & MPOOL__CHUNK_COUNT) == mpool__chunk_len(j, c);
+}
+
+/* The item's failure code (0: it succeeded), once its chunk is complete. */
+static int item_code(const mpool__job_t *j, size_t i, int *status)
+{
+    *status = 0;
+    if (i < __atomic_load_n(&j->first_fail, __ATOMIC_ACQUIRE)) return 0;
+    const mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
+    if (!f) return i == j->first_fail ? MPOOL_ETASK : 0; /* record lost to ENOMEM */
+    *status = f[i].status;
+    return __atomic_load_n(&f[i].code, __ATOMIC_ACQUIRE);
+}
+
+/* ---- pool-wide state ------------------------------------------------------ */
+
+static void live_link(mpool_pool_t *p, mpool_async_t *a)
+{
+    a->pool = p;
+    a->prev = NULL;
+    a->next = p->live;
+    if (p->live) p->live->prev = a;
+    p->live = a;
+}
+
+static void live_unlink(mpool_async_t *a)
+{
+    if (a->prev) a->prev->next = a->next;
+    else a->pool->live = a->next;
+    if (a->next) a->next->prev = a->prev;
+}
+
+static void job_release(mpool_async_t *a)
+{
+    mpool_shm_free(a->in_copy);
+    mpool_shm_free(a->staging);
+    if (a->job) mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
+    mpool_shm_free(a->job);
+    a->job = NULL;
+    a->in_copy = a->staging = NULL;
+}
+
+/* Fails the unfinished items of every live job, once the backend reported
+ * that no worker can run them (terminate, or a broken backend). */
+static void fail_all_live(mpool_pool_t *p, int code, int status)
+{
+    for (mpool_async_t *a = p->live; a; a = a->next)
+        if (a->job) mpool__job_fail_rest(a->job, code, status);
+}
+
+static void apply_broken(mpool_pool_t *p)
+{
+    if (!p->broken || p->broken_applied) return;
+    p->broken_applied = true;
+    fail_all_live(p, p->broken, p->broken_status);
+}
+
+static void check_broken(mpool_pool_t *p)
+{
+    if (!p->broken || p->broken_applied) return;
+    pthread_mutex_lock(&p->lock);
+    apply_broken(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* True once every chunk of the job is complete; copies staged results out. */
+static bool async_check(mpool_async_t *a)
+{
+    if (a->ready) return true;
+    const mpool__job_t *j = a->job;
+    while (a->complete < j->nchunks && chunk_complete(j, a->complete)) a->complete++;
+    if (a->complete < j->nchunks) return false;
+    if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
+    a->ready = true;
+    return true;
+}
+
+/* Frees the jobs of handles the user dropped before they were done. */
+static void reap_orphans(mpool_pool_t *p)
+{
+    for (mpool_async_t *a = p->live, *next; a; a = next) {
+        next = a->next;
+        if (a->orphan && async_check(a)) {
+            live_unlink(a);
+            job_release(a);
+            free(a);
+        }
+    }
+}
+
+/* Waits until cond(arg) holds. 0, or ETIMEDOUT. */
+static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double timeout)
+{
+    struct timespec ts;
+    bool limited = mpool__deadline(timeout, &ts);
+    for (;;) {
+        uint32_t seen = p->ops->event(p);
+        if (cond(arg)) return 0;
+        check_broken(p);
+        if (cond(arg)) return 0;
+        if (limited && mpool__expired(&ts)) return ETIMEDOUT;
+        p->ops->wait(p, seen, limited ? &ts : NULL);
+    }
+}
+
+/* ---- pool lifetime -------------------------------------------------------- */
+
+mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts)
+{
+    mpool_pool_opts_t o = {0};
+    if (opts) o = *opts;
+    if (o.processes < 0 || o.task_timeout < 0 || o.task_timeout != o.task_timeout) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (o.processes == 0) o.processes = mpool_cpu_count();
+    mpool_pool_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->opts = o;
+    p->ops = &mpool__pool_local_ops;
+    pthread_mutex_init(&p->lock, NULL);
+    int err = p->ops->start(p);
+    if (err) {
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        errno = err;
+        return NULL;
+    }
+    return p;
+}
+
+int mpool_pool_close(mpool_pool_t *p)
+{
+    if (!p) return EINVAL;
+    pthread_mutex_lock(&p->lock);
+    int err = p->state == MPOOL__POOL_RUNNING ? 0 : EINVAL;
+    if (!err) {
+        p->state = MPOOL__POOL_CLOSED;
+        p->ops->close(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return err;
+}
+
+int mpool_pool_join(mpool_pool_t *p, double timeout)
+{
+    if (!p || p->state == MPOOL__POOL_RUNNING) return EINVAL;
+    struct timespec ts;
+    bool limited = mpool__deadline(timeout, &ts);
+    int err = p->ops->join(p, limited ? &ts : NULL);
+    pthread_mutex_lock(&p->lock);
+    apply_broken(p);
+    reap_orphans(p);
+    pthread_mutex_unlock(&p->lock);
+    return err;
+}
+
+int mpool_pool_terminate(mpool_pool_t *p)
+{
+    if (!p) return EINVAL;
+    pthread_mutex_lock(&p->lock);
+    if (p->state != MPOOL__POOL_TERMINATED) {
+        p->state = MPOOL__POOL_TERMINATED;
+        p->ops->terminate(p);
+        apply_broken(p);
+        fail_all_live(p, ECANCELED, 0);
+        reap_orphans(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+void mpool_pool_free(mpool_pool_t *p)
+{
+    if (!p) return;
+    mpool_pool_terminate(p);
+    p->ops->destroy(p);
+    while (p->live) {
+        mpool_async_t *a = p->live;
+        live_unlink(a);
+        job_release(a);
+        free(a);
+    }
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* ---- submission ----------------------------------------------------------- */
+
+typedef struct {
+    mpool_task_fn fn;
+    const void *in;
+    void *out; /* NULL: results stay in staging (iterators) */
+    size_t n, in_size, out_size, chunksize;
+} call_t;
+
+static bool in_heap(const void *ptr, size_t len)
+{
+    return len && mpool_shm_contains(ptr) && mpool_shm_contains((const char *)ptr + len - 1);
+}
+
+/* Python's rule: ceil(n / (4 * processes)); then bounded so that a chunk
+ * count fits its progress word and the dispatch word. */
+static size_t pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
+{
+    if (chunksize == 0) {
+        size_t w = 4 * (size_t)p->opts.processes;
+        chunksize = n / w + (n % w != 0);
+    }
+    if (chunksize == 0) chunksize = 1;
+    if (chunksize > MPOOL__CHUNK_MAX) chunksize = MPOOL__CHUNK_MAX;
+    while (n / chunksize >= UINT32_MAX / 2) chunksize *= 2;
+    return chunksize;
+}
+
+static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes,
+                      size_t *out_bytes)
+{
+    if (!p || !c->fn || p->state != MPOOL__POOL_RUNNING || p->broken) return EINVAL;
+    if (__builtin_mul_overflow(c->n, c->in_size, in_bytes) ||
+        __builtin_mul_overflow(c->n, c->out_size, out_bytes))
+        return EINVAL;
+    if (*in_bytes && !c->in) return EINVAL;
+    return 0;
+}
+
+/* Builds the job of a call in the shared heap. 0, EINVAL or ENOMEM. */
+static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
+{
+    size_t in_bytes, out_bytes;
+    int err = call_check(p, c, &in_bytes, &out_bytes);
+    if (err) return err;
+    size_t cs = pick_chunksize(p, c->n, c->chunksize);
+    size_t nchunks = c->n / cs + (c->n % cs != 0);
+    mpool__job_t *j = mpool_shm_alloc(sizeof *j + (nchunks ? nchunks : 1) * sizeof(uint32_t));
+    if (!j) return ENOMEM;
+    a->job = j;
+    *j = (mpool__job_t){.fn = c->fn, .ctx = p->opts.ctx, .n = c->n, .in_size = c->in_size,
+                        .out_size = c->out_size, .chunksize = cs, .nchunks = (uint32_t)nchunks,
+                        .first_fail = SIZE_MAX, .in = c->in, .out = c->out};
+    if (in_bytes && !in_heap(c->in, in_bytes)) {
+        if (!(a->in_copy = mpool_shm_alloc(in_bytes))) return ENOMEM;
+        memcpy(a->in_copy, c->in, in_bytes);
+        j->in = a->in_copy;
+    }
+    if (out_bytes && !in_heap(c->out, out_bytes)) {
+        if (!(a->staging = mpool_shm_alloc(out_bytes))) return ENOMEM;
+        j->out = a->staging;
+    }
+    return 0;
+}
+
+/* Submits a call; `size` is that of the handle (async or iterator). */
+static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
+{
+    mpool_async_t *a = p ? calloc(1, size) : NULL;
+    if (!a) {
+        errno = p ? ENOMEM : EINVAL;
+        return NULL;
+    }
+    a->user_out = c->out;
+    pthread_mutex_lock(&p->lock);
+    reap_orphans(p);
+    int err = job_build(p, c, a);
+    if (!err && a->job->nchunks) err = p->ops->submit(p, a->job);
+    if (!err) live_link(p, a);
+    pthread_mutex_unlock(&p->lock);
+    if (err) {
+        job_release(a);
+        free(a);
+        errno = err;
+        return NULL;
+    }
+    return a;
+}
+
+mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                                    size_t in_size, void *out, size_t out_size,
+                                    size_t chunksize)
+{
+    if (n && out_size && !out) {
+        errno = EINVAL;
+        return NULL;
+    }
+    call_t c = {fn, in, out, n, in_size, out_size, chunksize};
+    return submit(p, &c, sizeof(mpool_async_t));
+}
+
+mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                                      size_t in_size, void *out, size_t out_size)
+{
+    return mpool_pool_map_async(p, fn, in, 1, in_size, out, out_size, 1);
+}
+
+int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n, size_t in_size,
+                   void *out, size_t out_size, size_t chunksize)
+{
+    mpool_async_t *a = mpool_pool_map_async(p, fn, in, n, in_size, out, out_size, chunksize);
+    if (!a) return errno;
+    int err = mpool_async_get(a, MPOOL_FOREVER);
+    mpool_async_free(a);
+    return err;
+}
+
+int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t in_size,
+                     void *out, size_t out_size)
+{
+    return mpool_pool_map(p, fn, in, 1, in_size, out, out_size, 1);
+}
+
+/* ---- async results -------------------------------------------------------- */
+
+static bool async_cond(void *arg) { return async_check(arg); }
+
+int mpool_async_wait(mpool_async_t *a, double timeout)
+{
+    if (!a) return EINVAL;
+    if (a->ready) return 0;
+    return pool_wait(a->pool, async_cond, a, timeout);
+}
+
+bool mpool_async_ready(mpool_async_t *a)
+{
+    if (!a) return false;
+    if (!a->ready) check_broken(a->pool);
+    return async_check(a);
+}
+
+int mpool_async_get(mpool_async_t *a, double timeout)
+{
+    int err = mpool_async_wait(a, timeout);
+    if (err) return err;
+    size_t first = a->job->first_fail;
+    int status;
+    return first == SIZE_MAX ? 0 : item_code(a->job, first, &status);
+}
+
+int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
+{
+    if (!a || !f) return EINVAL;
+    size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
+    if (first == SIZE_MAX) return ENODATA;
+    f->index = first;
+    f->code = item_code(a->job, first, &f->status);
+    if (!f->code) f->code = MPOOL_ETASK; /* recorded this instant: code not yet visible */
+    return 0;
+}
+
+void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
+{
+    size_t d = 0, n = 0;
+    if (a) {
+        const mpool__job_t *j = a->job;
+        async_check(a);
+        n = j->n;
+        d = a->complete * j->chunksize;
+        if (d > n) d = n;
+        for (size_t c = a->complete; c < j->nchunks; c++) {
+            uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+            if (!v) break; /* not started: neither are the later ones (mostly) */
+            d += v & MPOOL__CHUNK_COUNT;
+        }
+    }
+    if (done) *done = d;
+    if (total) *total = n;
+}
+
+void mpool_async_free(mpool_async_t *a)
+{
+    if (!a) return;
+    mpool_pool_t *p = a->pool;
+    pthread_mutex_lock(&p->lock);
+    if (async_check(a)) {
+        live_unlink(a);
+        job_release(a);
+        free(a);
+    } else {
+        a->orphan = true; /* released by reap_orphans once the workers are done */
+        a->user_out = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- iterators ------------------------------------------------------------ */
+
+static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
+{
+    call_t c = {fn, in, NULL, n, in_size, out_size, chunksize};
+    mpool_iter_t *it = (mpool_iter_t *)submit(p, &c, sizeof(mpool_iter_t));
+    if (!it) return NULL;
+    it->ordered = ordered;
+    it->item = SIZE_MAX;
+    it->left = n;
+    return it;
+}
+
+mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                              size_t in_size, size_t out_size, size_t chunksize)
+{
+    return iter_new(p, fn, in, n, in_size, out_size, chunksize, true);
+}
+
+mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                                        size_t n, size_t in_size, size_t out_size,
+                                        size_t chunksize)
+{
+    return iter_new(p, fn, in, n, in_size, out_size, chunksize, false);
+}
+
+/* imap_unordered: finds a complete chunk not handed out yet. Chunks start in
+ * order, so the scan stops at the first one not started. */
+static bool unordered_pick(mpool_iter_t *it)
+{
+    mpool__job_t *j = it->a.job;
+    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED))
+        it->scan++;
+    for (size_t c = it->scan; c < j->nchunks; c++) {
+        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+        if (!v) break;
+        if (v & MPOOL__CHUNK_REPORTED || (v & MPOOL__CHUNK_COUNT) != mpool__chunk_len(j, c))
+            continue;
+        __atomic_store_n(&j->chunk_done[c], v | MPOOL__CHUNK_REPORTED, __ATOMIC_RELAXED);
+        it->chunk = c;
+        it->item = c * j->chunksize;
+        return true;
+    }
+    return false;
+}
+
+static bool iter_cond(void *arg)
+{
+    mpool_iter_t *it = arg;
+    if (it->item != SIZE_MAX) return true;
+    if (!it->ordered) return unordered_pick(it);
+    if (!chunk_complete(it->a.job, it->chunk)) return false;
+    it->item = it->chunk * it->a.job->chunksize;
+    return true;
+}
+
+int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+{
+    if (!it) return EINVAL;
+    if (!it->left) return ENODATA;
+    int err = pool_wait(it->a.pool, iter_cond, it, timeout);
+    if (err) return err;
+    const mpool__job_t *j = it->a.job;
+    size_t i = it->item;
+    if (out && j->out_size) memcpy(out, j->out + i * j->out_size, j->out_size);
+    if (index) *index = i;
+    it->left--;
+    if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
+        it->item = SIZE_MAX;
+        it->chunk++;
+    }
+    int status;
+    return item_code(j, i, &status);
+}
+
+void mpool_iter_free(mpool_iter_t *it)
+{
+    if (it) mpool_async_free(&it->a);
+}

@@ -1,0 +1,688 @@
+/* The Pool's local backend: a fork server and its workers, over the shared
+ * heap.
+ *
+ * Processes. pool_new forks one single-threaded fork server (it dies with the
+ * thread that created the pool). The server forks the workers (they die with
+ * the server), reaps them, attributes a death to exactly the item that was
+ * running, forks a replacement, enforces task_timeout, and exits once the
+ * pool is closed and the work is done. Workers are never forked from a
+ * thread of the user's process. If the server itself dies, the parent
+ * notices within one bounded sleep (50 ms), waits until the old workers are
+ * gone, and forks a new server, which settles the dead workers' slots the
+ * same way and carries on.
+ *
+ * Work. The parent publishes jobs into a ring of dispatch entries; workers
+ * claim chunks with a CAS on the entry's (seq, claimed) word, run the items
+ * in a tight loop with no system call, record the item in progress in their
+ * own slot (one plain store per item), and publish a chunk's completion with
+ * one store to its progress word plus one atomic on the event counter. A
+ * FUTEX_WAKE happens only when the parent announced that it sleeps; idle
+ * workers spin ~20 us (one at a time) before sleeping on the ring's tail.
+ * No lock is shared with a worker: a worker dying at any instruction leaves
+ * state that the server can settle exactly.
+ */
+#include <mpool/pool.h>
+#include <mpool/shm.h>
+
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "internal.h"
+#include "pool_backend.h"
+
+#define RING          256u        /* dispatch entries: jobs with unclaimed chunks */
+#define CLAIM_BUSY    0xffffffffu /* claimed field while the parent rewrites an entry */
+#define SPIN_SECONDS  20e-6       /* bounded spin before a futex sleep */
+#define PARENT_NAP    0.05        /* longest parent sleep between health checks */
+#define MAX_RESTARTS  16          /* server deaths tolerated before the pool breaks */
+#define DEATH_TIMEOUT 2.0         /* how long to wait for a killed worker to vanish */
+
+/* Slot states (wslot_t.state). */
+enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
+
+typedef struct {
+    /* (seq << 32) | claimed. seq: the job this entry holds; only the parent
+     * changes it, when it reuses the entry once claimed == nchunks, going
+     * through claimed = CLAIM_BUSY while it rewrites job and nchunks.
+     * claimed: chunks taken so far; workers advance it by CAS (+1). */
+    uint64_t word;
+    mpool__job_t *job;
+    uint32_t nchunks;
+} dispatch_t;
+
+/* One worker's slot. The worker occupying it writes it; the fork server
+ * rewrites it only while no worker occupies it (after reaping). */
+typedef struct MPOOL_ALIGNED {
+    /* The range being run: items [lo, hi) of chunk `chunk` of `job` (NULL:
+     * none). A range always ends at its chunk's end. It outlives a dead or
+     * recycled worker: the replacement runs what is left. `job` is stored
+     * last (release), so a set `job` means the rest is valid. */
+    mpool__job_t *job;
+    uint64_t chunk, lo, hi;
+    /* 2i+1 while item i runs; 2i when every item before i is done. */
+    uint64_t pos;
+    uint32_t rgen; /* ranges started: tells a new item from an old one at the same pos */
+    /* Claim intent, set before the claiming CAS and cleared once `job` holds
+     * the chunk, so that a death between the two loses no chunk. */
+    uint32_t iflag;
+    mpool__job_t *ijob;
+    uint32_t iseq, ichunk;
+    uint32_t state;  /* SLOT_*: worker sets READY or INITFAIL; server resets */
+    int32_t init_rc; /* the initializer's return value, with SLOT_INITFAIL */
+    uint64_t ident;  /* mpool__self() of the occupant, 0 none */
+    /* Server-private: the occupant's pid (0 none) and the timeout sampler. */
+    pid_t pid;
+    uint32_t seen_rgen;
+    uint64_t seen_pos;
+    double seen_at;
+} wslot_t;
+
+typedef struct {
+    /* Jobs published (a futex: idle workers sleep on it). Parent-written. */
+    uint32_t tail MPOOL_ALIGNED;
+    uint32_t idle_waiters; /* workers asleep, or about to be, on tail */
+    uint32_t spinner;      /* 1 while an idle worker spins (one at a time) */
+    uint32_t closing;      /* 0 -> 1 by the parent at close */
+    /* Moves on every chunk completion and every server settlement (a
+     * futex: the parent sleeps on it). pwait: parent threads asleep. */
+    uint32_t event MPOOL_ALIGNED;
+    uint32_t pwait;
+    uint32_t ready; /* workers initialized (counted up by workers) */
+    /* Set by the server before it exits for good, once every worker is
+     * reaped: the code unfinished items fail with, and its status. */
+    int32_t broken, broken_status;
+    /* Read-only after pool_new. */
+    int nworkers;
+    unsigned maxtasks;
+    double task_timeout;
+    int (*initializer)(void *);
+    void *initarg;
+    sigset_t user_mask;
+    dispatch_t ring[RING];
+    wslot_t slots[];
+} shared_t;
+
+/* Parent-private. */
+typedef struct {
+    shared_t *sh;
+    pid_t server; /* 0: gone for good */
+    int pidfd;    /* the server's, -1 if unavailable */
+    int restarts;
+} local_t;
+
+static inline uint64_t ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+static void notify_parent(shared_t *sh)
+{
+    __atomic_fetch_add(&sh->event, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&sh->pwait, __ATOMIC_SEQ_CST)) mpool__futex_wake(&sh->event, INT_MAX);
+}
+
+/* ---- worker --------------------------------------------------------------- */
+
+/* Makes the claimed chunk c of job j the slot's range. */
+static void take(wslot_t *s, mpool__job_t *j, uint32_t c)
+{
+    uint64_t lo = (uint64_t)c * j->chunksize;
+    s->chunk = c;
+    s->lo = lo;
+    s->hi = lo + mpool__chunk_len(j, c);
+    __atomic_store_n(&s->pos, 2 * lo, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->rgen, s->rgen + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->job, j, __ATOMIC_RELEASE);
+    __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
+}
+
+/* Claims the next chunk of the oldest job with one left. *seqp: the first
+ * job that may still have unclaimed chunks, as far as this worker knows. */
+static bool claim(shared_t *sh, wslot_t *s, uint32_t *seqp)
+{
+    uint32_t seq = *seqp;
+    while (seq != ld32(&sh->tail)) {
+        dispatch_t *d = &sh->ring[seq % RING];
+        uint64_t w = ld64(&d->word);
+        uint32_t c = (uint32_t)w;
+        mpool__job_t *j = __atomic_load_n(&d->job, __ATOMIC_ACQUIRE);
+        uint32_t nchunks = __atomic_load_n(&d->nchunks, __ATOMIC_ACQUIRE);
+        /* Another seq: the entry was reused, so job seq is fully claimed. */
+        if ((uint32_t)(w >> 32) != seq || c == CLAIM_BUSY || c >= nchunks) {
+            seq++;
+            continue;
+        }
+        s->ijob = j;
+        s->iseq = seq;
+        s->ichunk = c;
+        __atomic_store_n(&s->iflag, 1, __ATOMIC_SEQ_CST);
+        /* Fails if the entry moved on since w was read, job and nchunks
+         * included (the parent changes the word before rewriting them). */
+        if (__atomic_compare_exchange_n(&d->word, &w, w + 1, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED)) {
+            take(s, j, c);
+            *seqp = seq;
+            return true;
+        }
+    }
+    __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
+    *seqp = seq;
+    return false;
+}
+
+/* Runs the slot's range. True when the worker must be recycled
+ * (maxtasksperchild reached); what is left of the range stays in the slot. */
+static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
+{
+    mpool__job_t *j = s->job;
+    const size_t isz = j->in_size, osz = j->out_size, hi = s->hi;
+    const char *in = j->in;
+    char *out = j->out;
+    const mpool_task_fn fn = j->fn;
+    void *const ctx = j->ctx;
+    const unsigned max = sh->maxtasks;
+    for (size_t i = s->lo; i < hi; i++) {
+        __atomic_store_n(&s->pos, 2 * i + 1, __ATOMIC_RELAXED);
+        int r = fn(in ? in + i * isz : NULL, out ? out + i * osz : NULL, ctx);
+        if (MPOOL_UNLIKELY(r)) mpool__job_fail(j, i, MPOOL_ETASK, r);
+        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) {
+            __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
+            return true;
+        }
+    }
+    __atomic_store_n(&s->pos, 2 * hi, __ATOMIC_RELEASE);
+    uint32_t len = (uint32_t)(hi - s->chunk * j->chunksize);
+    __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | len, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->job, NULL, __ATOMIC_RELEASE);
+    notify_parent(sh);
+    return max && *tasks >= max;
+}
+
+/* Nothing to claim: spin briefly (one idle worker at a time, 2 CPUs), then
+ * sleep on the tail. False when the pool is closing and nothing is left. */
+static bool idle(shared_t *sh, uint32_t seq)
+{
+    uint32_t zero = 0;
+    if (__atomic_compare_exchange_n(&sh->spinner, &zero, 1, false, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
+        double end = mpool__now() + SPIN_SECONDS;
+        for (unsigned k = 0; ld32(&sh->tail) == seq && !ld32(&sh->closing); k++) {
+            mpool__cpu_relax();
+            if ((k & 63) == 63 && mpool__now() > end) break;
+        }
+        __atomic_store_n(&sh->spinner, 0, __ATOMIC_RELEASE);
+    }
+    if (ld32(&sh->tail) != seq) return true;
+    if (ld32(&sh->closing)) return false;
+    __atomic_fetch_add(&sh->idle_waiters, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) == seq && !ld32(&sh->closing)) {
+        struct timespec ts = mpool__deadline_min(NULL, 1.0);
+        mpool__futex_wait(&sh->tail, seq, &ts);
+    }
+    __atomic_fetch_sub(&sh->idle_waiters, 1, __ATOMIC_SEQ_CST);
+    return true;
+}
+
+static void worker_loop(shared_t *sh, wslot_t *s)
+{
+    /* Jobs older than tail - RING are fully claimed (their entries were
+     * reused); the unsigned wrap of the first RING seqs is harmless. */
+    uint32_t seq = ld32(&sh->tail) - RING;
+    unsigned long tasks = 0;
+    for (;;) {
+        if (__atomic_load_n(&s->job, __ATOMIC_ACQUIRE)) {
+            if (run_range(sh, s, &tasks)) return;
+        } else if (!claim(sh, s, &seq) && !idle(sh, seq)) {
+            return;
+        }
+    }
+}
+
+__attribute__((noreturn)) static void worker_main(shared_t *sh, wslot_t *s)
+{
+    signal(SIGINT, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &sh->user_mask, NULL);
+    __atomic_store_n(&s->ident, mpool__self(), __ATOMIC_RELEASE);
+    if (sh->initializer) {
+        int rc = sh->initializer(sh->initarg);
+        if (rc) {
+            s->init_rc = rc;
+            __atomic_store_n(&s->state, SLOT_INITFAIL, __ATOMIC_RELEASE);
+            mpool__child_exit(1);
+        }
+    }
+    __atomic_store_n(&s->state, SLOT_READY, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&sh->ready, 1, __ATOMIC_SEQ_CST);
+    notify_parent(sh);
+    worker_loop(sh, s);
+    mpool__child_exit(0);
+}
+
+/* ---- settling a dead worker's slot (fork server, or a new one) ------------- */
+
+static bool someone_else_claiming(shared_t *sh, wslot_t *s)
+{
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *o = &sh->slots[k];
+        if (o != s && ld32(&o->iflag) && o->ijob == s->ijob && o->ichunk == s->ichunk) return true;
+    }
+    return false;
+}
+
+/* The dead worker announced a claim of chunk (ijob, ichunk) but never made
+ * it its range. If the claim went through and no one else took the chunk,
+ * the chunk would be lost: adopt it into the slot. */
+static void settle_claim(shared_t *sh, wslot_t *s)
+{
+    mpool__job_t *j = s->ijob;
+    uint32_t c = s->ichunk;
+    __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
+    if (s->job) return; /* it did make it its range */
+    uint64_t w = ld64(&sh->ring[s->iseq % RING].word);
+    if ((uint32_t)(w >> 32) == s->iseq && (uint32_t)w <= c) return; /* not claimed */
+    /* Claimed by someone. A live claimer of the same chunk resolves within
+     * instructions: give it a moment to show whether it got the chunk. */
+    for (int k = 0; k < 100 && someone_else_claiming(sh, s); k++) usleep(1000);
+    if (ld32(&j->chunk_done[c]) & MPOOL__CHUNK_STARTED) return; /* taken */
+    take(s, j, c);
+}
+
+/* Settles the slot of a worker that ended: the item it was running fails
+ * with (MPOOL_EWORKER, sig); what it completed counts; the rest of its range
+ * stays in the slot for the replacement. */
+static void settle(shared_t *sh, wslot_t *s, int sig)
+{
+    if (ld32(&s->iflag)) settle_claim(sh, s);
+    mpool__job_t *j = s->job;
+    if (j) {
+        uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
+        if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
+        if (next >= s->hi) next = s->hi;
+        __atomic_store_n(&j->chunk_done[s->chunk],
+                         MPOOL__CHUNK_STARTED | (uint32_t)(next - start), __ATOMIC_RELEASE);
+        if (next >= s->hi) {
+            s->job = NULL;
+        } else {
+            s->lo = next;
+            s->pos = 2 * next;
+        }
+        notify_parent(sh);
+    }
+    s->pid = 0;
+    s->ident = 0;
+    s->state = SLOT_EMPTY;
+}
+
+/* Waits until the worker named by ident has ended (bounded). */
+static void await_death(uint64_t ident)
+{
+    double end = mpool__now() + DEATH_TIMEOUT;
+    while (ident && !mpool__thread_dead(ident) && mpool__now() < end) usleep(200);
+}
+
+/* ---- fork server ---------------------------------------------------------- */
+
+static bool unclaimed_work(shared_t *sh)
+{
+    uint32_t tail = ld32(&sh->tail);
+    for (uint32_t seq = tail - RING; seq != tail; seq++) {
+        dispatch_t *d = &sh->ring[seq % RING];
+        uint64_t w = ld64(&d->word);
+        if ((uint32_t)(w >> 32) == seq && (uint32_t)w < d->nchunks) return true;
+    }
+    return false;
+}
+
+static void spawn(shared_t *sh, wslot_t *s)
+{
+    s->state = SLOT_STARTING;
+    s->seen_pos = 0;
+    pid_t pid = mpool__fork(true);
+    if (pid == 0) worker_main(sh, s);
+    if (pid < 0) {
+        s->state = SLOT_EMPTY;
+        if (!sh->ready) {
+            sh->broken_status = 0;
+            __atomic_store_n(&sh->broken, MPOOL_EWORKER, __ATOMIC_RELEASE);
+        }
+        return; /* retried on the next round */
+    }
+    s->pid = pid;
+}
+
+static wslot_t *slot_of(shared_t *sh, pid_t pid)
+{
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->slots[k].pid == pid) return &sh->slots[k];
+    return NULL;
+}
+
+/* A worker ended with wait status st. */
+static void worker_ended(shared_t *sh, wslot_t *s, int st)
+{
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    if (s->state != SLOT_READY && !sh->broken) {
+        /* The initializer failed (or died): never a silent respawn loop. */
+        sh->broken_status = s->state == SLOT_INITFAIL ? s->init_rc : -sig;
+        __atomic_store_n(&sh->broken, MPOOL_ETASK, __ATOMIC_RELEASE);
+    }
+    settle(sh, s, sig);
+}
+
+static void reap(shared_t *sh)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        wslot_t *s = slot_of(sh, pid);
+        if (s) worker_ended(sh, s, st);
+    }
+}
+
+/* task_timeout: kills a worker seen on the same item for that long. */
+static void check_timeouts(shared_t *sh)
+{
+    double now = mpool__now();
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        if (!s->pid) continue;
+        uint64_t pos = __atomic_load_n(&s->pos, __ATOMIC_RELAXED);
+        uint32_t rgen = __atomic_load_n(&s->rgen, __ATOMIC_RELAXED);
+        if (!(pos & 1) || pos != s->seen_pos || rgen != s->seen_rgen) {
+            s->seen_pos = pos;
+            s->seen_rgen = rgen;
+            s->seen_at = now;
+        } else if (now - s->seen_at >= sh->task_timeout) {
+            kill(s->pid, SIGKILL); /* our unreaped child: the pid is still its own */
+            s->seen_pos = 0;
+        }
+    }
+}
+
+__attribute__((noreturn)) static void server_exit(shared_t *sh, int code)
+{
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->slots[k].pid) kill(sh->slots[k].pid, SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0) {
+    }
+    notify_parent(sh);
+    _exit(code);
+}
+
+/* One round: start what is missing; true when the server's work is over. */
+static bool server_round(shared_t *sh)
+{
+    bool closing = ld32(&sh->closing), any = false, more = !closing || unclaimed_work(sh);
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        if (!s->pid && (more || s->job)) spawn(sh, s);
+        any |= s->pid != 0;
+    }
+    return closing && !any && !unclaimed_work(sh);
+}
+
+static struct timespec server_period(const shared_t *sh)
+{
+    double t = 1.0;
+    if (sh->task_timeout > 0) t = sh->task_timeout / 8;
+    if (t < 0.001) t = 0.001;
+    if (t > 0.1 && sh->task_timeout > 0) t = 0.1;
+    return (struct timespec){(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+}
+
+__attribute__((noreturn)) static void server_main(shared_t *sh)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    signal(SIGCHLD, SIG_DFL); /* SIG_IGN would reap workers behind our back */
+    signal(SIGINT, SIG_IGN);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Slots left by workers of a server that died: they die with it. */
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        await_death(s->ident);
+        if (s->state != SLOT_EMPTY || s->job || s->iflag) settle(sh, s, SIGKILL);
+    }
+    struct timespec period = server_period(sh);
+    for (;;) {
+        if (ld32((const uint32_t *)&sh->broken)) server_exit(sh, 0);
+        if (server_round(sh)) server_exit(sh, 0);
+        siginfo_t si;
+        sigtimedwait(&set, &si, &period);
+        reap(sh);
+        if (sh->task_timeout > 0) check_timeouts(sh);
+    }
+}
+
+/* ---- parent side ---------------------------------------------------------- */
+
+static int server_start(local_t *L)
+{
+    pid_t pid = mpool__fork(true);
+    if (pid < 0) return EAGAIN;
+    if (pid == 0) server_main(L->sh);
+    L->server = pid;
+    L->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return 0;
+}
+
+static bool server_exited(local_t *L)
+{
+    siginfo_t si;
+    si.si_pid = 0;
+    if (waitid(P_PID, (id_t)L->server, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return errno == ECHILD;
+    return si.si_pid == L->server;
+}
+
+/* Reaps the server; true when it ended on its own accord (exit 0). */
+static bool server_reap(local_t *L)
+{
+    int st = 0;
+    pid_t r = waitpid(L->server, &st, 0);
+    if (L->pidfd >= 0) close(L->pidfd);
+    L->pidfd = -1;
+    L->server = 0;
+    return r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void await_workers(shared_t *sh)
+{
+    for (int k = 0; k < sh->nworkers; k++) await_death(ld64(&sh->slots[k].ident));
+}
+
+/* Notices a dead server: passes on a broken pool, or forks a new server. */
+static void health(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    shared_t *sh = L->sh;
+    if (!L->server || !server_exited(L)) return;
+    bool clean = server_reap(L);
+    int broken = ld32((const uint32_t *)&sh->broken);
+    if (!broken && clean && ld32(&sh->closing)) return; /* done: closed and drained */
+    await_workers(sh);
+    if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) return;
+    p->broken = broken ? broken : MPOOL_EWORKER;
+    p->broken_status = broken ? sh->broken_status : SIGKILL;
+}
+
+static uint32_t local_event(mpool_pool_t *p)
+{
+    return ld32(&((local_t *)p->impl)->sh->event);
+}
+
+static void local_wait(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline)
+{
+    shared_t *sh = ((local_t *)p->impl)->sh;
+    double end = mpool__now() + SPIN_SECONDS;
+    for (unsigned k = 0; ld32(&sh->event) == seen; k++) {
+        mpool__cpu_relax();
+        if ((k & 63) == 63 && mpool__now() > end) break;
+    }
+    if (ld32(&sh->event) != seen) return;
+    __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&sh->event, __ATOMIC_SEQ_CST) == seen) {
+        struct timespec ts = mpool__deadline_min(deadline, PARENT_NAP);
+        mpool__futex_wait(&sh->event, seen, &ts);
+    }
+    __atomic_fetch_sub(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+    health(p);
+}
+
+/* Waits for the dispatch entry of job seq `s` to be free: its previous job
+ * (seq s - RING) fully claimed. False when the pool broke meanwhile. */
+static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
+{
+    shared_t *sh = ((local_t *)p->impl)->sh;
+    for (;;) {
+        *w = ld64(&d->word);
+        if ((uint32_t)(*w >> 32) == s - RING && (uint32_t)*w >= d->nchunks) return true;
+        struct timespec ts = mpool__deadline_min(NULL, 0.001);
+        local_wait(p, ld32(&sh->event), &ts);
+        if (p->broken) return false;
+    }
+}
+
+static int local_submit(mpool_pool_t *p, mpool__job_t *job)
+{
+    shared_t *sh = ((local_t *)p->impl)->sh;
+    health(p);
+    if (p->broken) return EINVAL;
+    uint32_t s = sh->tail;
+    dispatch_t *d = &sh->ring[s % RING];
+    uint64_t w;
+    if (!entry_wait(p, d, s, &w)) return EINVAL;
+    /* Workers holding the old word now fail their CAS; then rewrite. */
+    __atomic_store_n(&d->word, (uint64_t)s << 32 | CLAIM_BUSY, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&d->job, job, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->nchunks, job->nchunks, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->word, (uint64_t)s << 32, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->tail, s + 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
+        mpool__futex_wake(&sh->tail, job->nchunks > INT_MAX ? INT_MAX : (int)job->nchunks);
+    return 0;
+}
+
+static shared_t *shared_new(const mpool_pool_opts_t *o)
+{
+    size_t size = sizeof(shared_t) + (size_t)o->processes * sizeof(wslot_t);
+    shared_t *sh = mpool_shm_alloc(size);
+    if (!sh) return NULL;
+    sh->nworkers = o->processes;
+    sh->maxtasks = o->maxtasksperchild;
+    sh->task_timeout = o->task_timeout;
+    sh->initializer = o->initializer;
+    sh->initarg = o->initarg;
+    pthread_sigmask(SIG_SETMASK, NULL, &sh->user_mask);
+    /* Entry i starts as the fully claimed, empty job i - RING. */
+    for (uint32_t i = 0; i < RING; i++) sh->ring[i].word = (uint64_t)(i - RING) << 32;
+    return sh;
+}
+
+/* pool_new: waits until every worker ran its initializer. */
+static int await_ready(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    shared_t *sh = L->sh;
+    for (;;) {
+        uint32_t seen = ld32(&sh->event);
+        if (ld32(&sh->ready) >= (uint32_t)sh->nworkers) return 0;
+        if (ld32((const uint32_t *)&sh->broken) || server_exited(L)) break;
+        struct timespec ts = mpool__deadline_min(NULL, PARENT_NAP);
+        __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+        mpool__futex_wait(&sh->event, seen, &ts);
+        __atomic_fetch_sub(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+    }
+    int broken = ld32((const uint32_t *)&sh->broken);
+    kill(L->server, SIGKILL);
+    server_reap(L);
+    await_workers(sh);
+    return broken == MPOOL_ETASK ? MPOOL_ETASK : EAGAIN;
+}
+
+static int local_start(mpool_pool_t *p)
+{
+    local_t *L = calloc(1, sizeof *L);
+    if (!L) return ENOMEM;
+    L->pidfd = -1;
+    if (!(L->sh = shared_new(&p->opts))) {
+        free(L);
+        return ENOMEM;
+    }
+    p->impl = L;
+    int err = server_start(L);
+    if (!err) err = await_ready(p);
+    if (err) {
+        mpool_shm_free(L->sh);
+        free(L);
+        p->impl = NULL;
+    }
+    return err;
+}
+
+static void local_close(mpool_pool_t *p)
+{
+    shared_t *sh = ((local_t *)p->impl)->sh;
+    __atomic_store_n(&sh->closing, 1, __ATOMIC_SEQ_CST);
+    mpool__futex_wake(&sh->tail, INT_MAX);
+}
+
+static int local_join(mpool_pool_t *p, const struct timespec *deadline)
+{
+    local_t *L = p->impl;
+    while (L->server) {
+        if (server_exited(L)) {
+            health(p);
+            continue;
+        }
+        if (mpool__expired(deadline)) return ETIMEDOUT;
+        double nap = mpool__remaining(deadline);
+        if (nap < 0 || nap > PARENT_NAP) nap = PARENT_NAP;
+        if (L->pidfd >= 0) {
+            struct pollfd pfd = {.fd = L->pidfd, .events = POLLIN};
+            poll(&pfd, 1, (int)(nap * 1000) + 1);
+        } else {
+            usleep((useconds_t)(nap * 1e6) / 10 + 100);
+        }
+    }
+    return 0;
+}
+
+static void local_terminate(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    if (L->server) {
+        kill(L->server, SIGKILL); /* unreaped child: the pid is its own */
+        server_reap(L);
+    }
+    await_workers(L->sh); /* they got SIGKILL when the server died */
+}
+
+static void local_destroy(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    if (!L) return;
+    if (L->pidfd >= 0) close(L->pidfd);
+    mpool_shm_free(L->sh);
+    free(L);
+    p->impl = NULL;
+}
+
+const mpool__pool_ops_t mpool__pool_local_ops = {
+    .start = local_start,
+    .submit = local_submit,
+    .event = local_event,
+    .wait = local_wait,
+    .close = local_close,
+    .join = local_join,
+    .terminate = local_terminate,
+    .destroy = local_destroy,
+};
