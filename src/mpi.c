@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
 #include "mpi_internal.h"
 
 /* ---- the task registry ---------------------------------------------------
@@ -261,13 +260,13 @@ static bool worker_run(const mpi_worker *w, const char *msg, size_t len, mpi_buf
     char *outs = res->p + sizeof rh, *rvs = outs + h.count * h.out_size;
     const char *in = msg + sizeof h;
     mpool_task_fn fn = w->fns[h.task];
-    double last = mpool__now();
+    double last = mpi_now();
     for (size_t i = 0; i < h.count; i++) {
         int32_t rv = fn(in + i * h.in_size, outs + i * h.out_size, w->ctx);
         memcpy(rvs + 4 * i, &rv, 4);
-        if ((i & 63) == 63 && mpool__now() - last > 5e-3) { /* a cheap look for STOP */
+        if ((i & 63) == 63 && mpi_now() - last > 5e-3) { /* a cheap look for STOP */
             if (stop_pending()) return false;
-            last = mpool__now();
+            last = mpi_now();
         }
     }
     MPI_Send(res->p, (int)rlen, MPI_BYTE, 0, MPI_TAG_RESULT, MPI_COMM_WORLD);
@@ -435,7 +434,8 @@ static int mpi_begin(int *argc, char ***argv, bool *we_init, int *prov)
     MPI_Finalized(&fin);
     if (fin) return EINVAL;
     *we_init = !init;
-    if (init) MPI_Query_thread(prov);
+    if (init)
+        MPI_Query_thread(prov);
     else if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, prov) != MPI_SUCCESS)
         return EINVAL;
     return 0;

@@ -52,6 +52,30 @@ typedef struct {
     uint64_t start, count; /* echo of the task header, checked by rank 0 */
 } mpi_result_hdr;
 
+/* libmpool_mpi is a library of its own: libmpool's internal helpers
+ * (src/internal.c, pool.c's mpool__job_fail) are hidden from it, so the few
+ * it needs are restated here, from the contracts in internal.h and
+ * pool_backend.h. */
+
+/* Now on CLOCK_MONOTONIC, in seconds. */
+static inline double mpi_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The absolute CLOCK_MONOTONIC time `seconds` from now. */
+static inline struct timespec mpi_after(double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long ns = ts.tv_nsec + (long)(seconds * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    return ts;
+}
+
 /* Largest message the engine builds: chunks are cut to stay below it. */
 #define MPI_MSG_LIMIT ((size_t)64 << 20)
 

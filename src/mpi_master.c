@@ -29,7 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <mpool/shm.h>
+
 #include "mpi_internal.h"
 
 /* A job in the engine. refs: 1 while it has unsent items (it is in the
@@ -62,8 +63,8 @@ struct mpi_eng {
     int nworkers, size;
     unsigned depth;
     mpi_wk *w;
-    unsigned rr;      /* worker the next dispatch round starts at */
-    size_t inflight;  /* pieces in all rings */
+    unsigned rr;     /* worker the next dispatch round starts at */
+    size_t inflight; /* pieces in all rings */
     mpi_run *qhead, *qtail;
     /* Progress counter for pool.c's waits: incremented (under mu, read
      * without) after every answer recorded, at terminate and at stop. */
@@ -73,7 +74,7 @@ struct mpi_eng {
     bool stop_req;   /* the thread must stop the workers now */
     bool stopped;    /* every worker said BYE; the thread is ending */
     pthread_t thread;
-    bool started; /* the thread runs (set by the creating thread) */
+    bool started;  /* the thread runs (set by the creating thread) */
     char *scratch; /* comm thread: the last message received */
     size_t scratch_cap;
 };
@@ -173,6 +174,29 @@ static bool dispatch(mpi_eng_t *e)
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* mpool__job_fail of pool_backend.h (hidden in libmpool): the per-item
+ * records, installed with a CAS on first use, then the lowest index. */
+static void job_fail(mpool__job_t *j, size_t i, int code, int status)
+{
+    mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
+    if (!f) {
+        mpool__fail_t *nf = mpool_shm_alloc(j->n * sizeof *nf);
+        if (nf && __atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_ACQUIRE))
+            f = nf;
+        else if (nf)
+            mpool_shm_free(nf);
+    }
+    if (f) { /* without it the item still counts as failed, by first_fail */
+        f[i].status = status;
+        __atomic_store_n(&f[i].code, code, __ATOMIC_RELEASE);
+    }
+    size_t cur = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
+    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true, __ATOMIC_RELEASE,
+                                                   __ATOMIC_RELAXED)) {
+    }
+}
+
 static int32_t rv_at(const char *rvs, size_t i)
 {
     int32_t rv;
@@ -189,8 +213,10 @@ static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs,
     if (!failed && os) memcpy(j->out + start * os, outs, count * os);
     for (size_t i = 0; failed && i < count; i++) {
         int32_t rv = rv_at(rvs, i);
-        if (rv != 0) mpool__job_fail(j, start + i, MPOOL_ETASK, rv);
-        else if (os) memcpy(j->out + (start + i) * os, outs + i * os, os);
+        if (rv != 0)
+            job_fail(j, start + i, MPOOL_ETASK, rv);
+        else if (os)
+            memcpy(j->out + (start + i) * os, outs + i * os, os);
     }
     uint32_t *cd = &j->chunk_done[start / j->chunksize];
     uint32_t now = __atomic_load_n(cd, __ATOMIC_RELAXED) & MPOOL__CHUNK_COUNT;
@@ -270,7 +296,7 @@ static void backoff(mpi_eng_t *e, unsigned idle)
     }
     if (idle < 64) return; /* some tens of us of polling: answers come quickly */
     unsigned shift = idle - 64 < 6 ? idle - 64 : 6;
-    struct timespec ts = mpool__deadline_min(NULL, 20e-6 * (double)(1u << shift));
+    struct timespec ts = mpi_after(20e-6 * (double)(1u << shift));
     pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
 }
 
@@ -291,7 +317,7 @@ static void shutdown_workers(mpi_eng_t *e)
         if (tag == MPI_TAG_BYE) byes++;
         idle = tag < 0 ? idle + 1 : 0;
         if (idle > 64) {
-            struct timespec ts = mpool__deadline_min(NULL, 200e-6);
+            struct timespec ts = mpi_after(200e-6);
             pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
         }
         pthread_mutex_unlock(&e->mu);
@@ -392,8 +418,10 @@ int mpool__mpi_eng_submit(mpi_eng_t *e, mpool__job_t *job, int task)
     pthread_mutex_lock(&e->mu);
     int rc = e->closed ? EINVAL : 0;
     if (rc == 0) {
-        if (e->qtail) e->qtail->qnext = r;
-        else e->qhead = r;
+        if (e->qtail)
+            e->qtail->qnext = r;
+        else
+            e->qhead = r;
         e->qtail = r;
         pthread_cond_signal(&e->wake_cv);
     }
@@ -411,8 +439,10 @@ void mpool__mpi_eng_wait(mpi_eng_t *e, uint32_t seen, const struct timespec *dea
 {
     pthread_mutex_lock(&e->mu);
     while (e->event == seen) {
-        if (!deadline) pthread_cond_wait(&e->event_cv, &e->mu);
-        else if (pthread_cond_timedwait(&e->event_cv, &e->mu, deadline) == ETIMEDOUT) break;
+        if (!deadline)
+            pthread_cond_wait(&e->event_cv, &e->mu);
+        else if (pthread_cond_timedwait(&e->event_cv, &e->mu, deadline) == ETIMEDOUT)
+            break;
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -430,8 +460,10 @@ int mpool__mpi_eng_join(mpi_eng_t *e, const struct timespec *deadline)
     int rc = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->stopped && rc == 0) {
-        if (!deadline) pthread_cond_wait(&e->event_cv, &e->mu);
-        else rc = pthread_cond_timedwait(&e->event_cv, &e->mu, deadline);
+        if (!deadline)
+            pthread_cond_wait(&e->event_cv, &e->mu);
+        else
+            rc = pthread_cond_timedwait(&e->event_cv, &e->mu, deadline);
     }
     rc = e->stopped ? 0 : ETIMEDOUT;
     pthread_mutex_unlock(&e->mu);
