@@ -78,7 +78,10 @@ const char *mpool_task_name(mpool_task_fn fn)
 
 int mpool__mpi_task_id(mpool_task_fn fn)
 {
-    return mpool_task_name(fn) ? reg_find(NULL, fn) : -1;
+    pthread_mutex_lock(&reg_mu);
+    int i = fn ? reg_find(NULL, fn) : -1;
+    pthread_mutex_unlock(&reg_mu);
+    return i;
 }
 
 /* ---- MPI facts ------------------------------------------------------------ */
@@ -125,7 +128,8 @@ static int verdict_errno(int v)
 static bool opts_ok(const mpool_mpi_opts_t *o)
 {
     return o->pool.processes >= 0 && o->pool.maxtasksperchild == 0 && o->pool.task_timeout == 0 &&
-           o->ctx_size <= MPI_MSG_LIMIT && (o->ctx_size == 0 || o->pool.ctx) && o->inflight <= 64;
+           o->ctx_size <= MPI_MSG_LIMIT && (o->ctx_size == 0 || o->pool.ctx) &&
+           o->inflight <= MPI_DEPTH_MAX;
 }
 
 /* Rank 0: its verdict, then (on GO) the ctx bytes and the task names. */
@@ -133,7 +137,7 @@ static int master_announce(const mpool_mpi_opts_t *o, int size, int local)
 {
     mpi_start_hdr h = {.verdict = local, .ctx_size = o->ctx_size, .ntasks = (uint32_t)reg_n};
     h.nworkers = o->pool.processes ? o->pool.processes : size - 1;
-    h.depth = o->inflight ? o->inflight : 2;
+    h.depth = o->inflight;
     for (size_t i = 0; i < reg_n; i++) h.names_len += strlen(reg[i].name) + 1;
     char *pay = NULL;
     if (h.verdict == VERDICT_GO && !(pay = malloc(h.ctx_size + h.names_len + 1)))
@@ -177,7 +181,7 @@ static int worker_resolve(mpi_worker *w, const mpi_start_hdr *h)
 }
 
 /* A worker's side of the start-up; returns the common verdict. */
-static int worker_join_start(mpi_worker *w, const mpool_mpi_opts_t *o, int local)
+static int worker_join_start(mpi_worker *w, const mpool_mpi_opts_t *o)
 {
     mpi_start_hdr h;
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
@@ -188,8 +192,7 @@ static int worker_join_start(mpi_worker *w, const mpool_mpi_opts_t *o, int local
     MPI_Bcast(w->pay, (int)(h.ctx_size + h.names_len), MPI_BYTE, 0, MPI_COMM_WORLD);
     w->pay[h.ctx_size + h.names_len] = 0;
     w->ctx = h.ctx_size ? w->pay : NULL;
-    int verdict = local;
-    if (verdict == VERDICT_GO) verdict = worker_resolve(w, &h);
+    int verdict = worker_resolve(w, &h);
     bool serving = w->rank <= w->nworkers;
     if (verdict == VERDICT_GO && serving && o->pool.initializer &&
         o->pool.initializer(o->pool.initarg) != 0)
@@ -304,10 +307,10 @@ static void worker_serve(const mpi_worker *w)
     free(res.p);
 }
 
-__attribute__((noreturn)) static void worker_main(const mpool_mpi_opts_t *o, int rank, int local)
+__attribute__((noreturn)) static void worker_main(const mpool_mpi_opts_t *o, int rank)
 {
     mpi_worker w = {.rank = rank};
-    if (worker_join_start(&w, o, local) == VERDICT_GO) worker_serve(&w);
+    if (worker_join_start(&w, o) == VERDICT_GO) worker_serve(&w);
     free(w.pay);
     free(w.fns);
     MPI_Finalize();
@@ -388,8 +391,7 @@ static mpool_pool_t *pool_alloc(const mpool_mpi_opts_t *o, int nworkers, int siz
 {
     mpool_pool_t *p = calloc(1, sizeof *p);
     mpi_pool *mp = calloc(1, sizeof *mp);
-    unsigned depth = o->inflight ? o->inflight : 2;
-    mpi_eng_t *e = p && mp ? mpool__mpi_eng_new(nworkers, size, depth) : NULL;
+    mpi_eng_t *e = p && mp ? mpool__mpi_eng_new(nworkers, size, o->inflight) : NULL;
     if (!e) {
         free(p);
         free(mp);
@@ -456,8 +458,8 @@ mpool_pool_t *mpool_mpi_pool_new(int *argc, char ***argv, const mpool_mpi_opts_t
     pthread_mutex_unlock(&reg_mu);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank != 0) worker_main(&o, rank);
     int local = VERDICT_GO;
-    if (rank != 0) worker_main(&o, rank, local);
     int nworkers = o.pool.processes ? o.pool.processes : size - 1;
     if (prov < MPI_THREAD_SERIALIZED || size < 2 || nworkers > size - 1) local = VERDICT_BADARG;
     mpool_pool_t *p = local == VERDICT_GO ? pool_alloc(&o, nworkers, size, we_init) : NULL;

@@ -76,6 +76,11 @@ static inline struct timespec mpi_after(double seconds)
     return ts;
 }
 
+/* Adaptive queue at each worker: 2 to MPI_DEPTH_MAX pieces, enough for
+ * MPI_QUEUE_TIME seconds of its work. */
+#define MPI_DEPTH_MAX  64
+#define MPI_QUEUE_TIME 300e-6
+
 /* Largest message the engine builds: chunks are cut to stay below it. */
 #define MPI_MSG_LIMIT ((size_t)64 << 20)
 
@@ -86,7 +91,7 @@ int mpool__mpi_task_id(mpool_task_fn fn); /* -1 if not registered */
 typedef struct mpi_eng mpi_eng_t;
 
 /* An engine over worker ranks 1..nworkers of `size` ranks, `depth` pieces
- * queued per worker; NULL with errno ENOMEM. Its thread starts with
+ * queued per worker (0: adaptive); NULL with errno ENOMEM. Its thread starts with
  * mpool__mpi_eng_start (0 or EAGAIN), once no other thread calls MPI. */
 mpi_eng_t *mpool__mpi_eng_new(int nworkers, int size, unsigned depth);
 int mpool__mpi_eng_start(mpi_eng_t *e);

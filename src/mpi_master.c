@@ -11,8 +11,8 @@
  * one mutex `mu`; the user's threads sleep on `event_cv` (monotonic clock,
  * for absolute deadlines), the communication thread on `wake_cv`.
  *
- * Self-scheduling. Each worker has a ring of `depth` slots: the pieces sent
- * to it and not yet answered, oldest first. The thread keeps every ring full
+ * Self-scheduling. Each worker has a ring of slots: the pieces sent to it and
+ * not yet answered, oldest first (how many: worker_limit). The thread keeps every ring full
  * from the job queue (FIFO, one piece at a time round the workers), so a
  * worker finds its next piece already queued when it finishes one, and a
  * fast worker, answering sooner, is sent more than a slow one. A piece is a
@@ -52,8 +52,10 @@ typedef struct {
 } mpi_slot;
 
 typedef struct {
-    mpi_slot *slots; /* ring of `depth`: pieces sent and not answered, oldest at head */
+    mpi_slot *slots; /* ring of e->ring: pieces sent and not answered, oldest at head */
     unsigned head, n;
+    double last; /* when its previous answer came */
+    double busy; /* average seconds between answers while it had more queued; 0: unknown */
 } mpi_wk;
 
 struct mpi_eng {
@@ -61,7 +63,8 @@ struct mpi_eng {
     pthread_cond_t event_cv; /* `event` moved */
     pthread_cond_t wake_cv;  /* work submitted, close, or stop requested */
     int nworkers, size;
-    unsigned depth;
+    unsigned depth; /* pieces queued per worker; 0: adaptive */
+    unsigned ring;  /* slots per worker: depth, or MPI_DEPTH_MAX */
     mpi_wk *w;
     unsigned rr;     /* worker the next dispatch round starts at */
     size_t inflight; /* pieces in all rings */
@@ -111,6 +114,18 @@ static size_t piece_len(const mpi_run *r)
     return count < cap ? count : cap;
 }
 
+/* Pieces to keep queued at a worker. Adaptive: enough to cover
+ * MPI_QUEUE_TIME of its work, so that short tasks do not starve the worker
+ * while the master thread waits for a CPU, and only 2 for long ones, so
+ * that self-scheduling still balances them. */
+static unsigned worker_limit(const mpi_eng_t *e, const mpi_wk *wk)
+{
+    if (e->depth) return e->depth;
+    if (wk->busy <= 0) return 2;
+    double want = MPI_QUEUE_TIME / wk->busy;
+    return want < 2 ? 2 : want > MPI_DEPTH_MAX ? MPI_DEPTH_MAX : (unsigned)want;
+}
+
 static bool slot_fill(mpi_slot *s, mpi_run *r)
 {
     const mpool__job_t *j = r->job;
@@ -141,8 +156,8 @@ static bool dispatch_one(mpi_eng_t *e, int w)
 {
     mpi_wk *wk = &e->w[w];
     mpi_run *r = e->qhead;
-    if (wk->n == e->depth || !r) return false;
-    mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->depth];
+    if (wk->n >= worker_limit(e, wk) || !r) return false;
+    mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->ring];
     if (!slot_fill(s, r)) return false; /* out of memory: retried later */
     mpool__job_t *j = r->job;
     size_t c = r->next / j->chunksize;
@@ -238,15 +253,18 @@ static void deliver(mpi_eng_t *e, int src, size_t len)
         len != sizeof h + s->count * (4 + r->job->out_size))
         MPI_Abort(MPI_COMM_WORLD, 71);
     MPI_Wait(&s->req, MPI_STATUS_IGNORE); /* answered, so it was received */
+    double now = mpi_now();
+    if (wk->n > 1 && wk->last > 0) /* it was busy since its last answer */
+        wk->busy = wk->busy > 0 ? 0.75 * wk->busy + 0.25 * (now - wk->last) : now - wk->last;
+    wk->last = now;
     if (!e->terminated)
         record(r->job, s->start, s->count, e->scratch + sizeof h + s->count * r->job->out_size,
                e->scratch + sizeof h);
     s->run = NULL;
-    wk->head = (wk->head + 1) % e->depth;
+    wk->head = (wk->head + 1) % e->ring;
     wk->n--;
     e->inflight--;
     run_unref(r);
-    bump(e);
 }
 
 /* Receives one message with `tag` (or MPI_ANY_TAG) if one is there into
@@ -271,6 +289,9 @@ static int receive(mpi_eng_t *e, int tag, int *src, size_t *len)
     return st.MPI_TAG;
 }
 
+/* Takes every answer there is, refilling the workers' queues as it goes;
+ * then one wake-up for the waiters (not one per answer: with short tasks,
+ * waking the user's thread for each would cost more than the tasks). */
 static bool poll_results(mpi_eng_t *e)
 {
     bool any = false;
@@ -279,8 +300,14 @@ static bool poll_results(mpi_eng_t *e)
     while (receive(e, MPI_TAG_RESULT, &src, &len) >= 0) {
         pthread_mutex_lock(&e->mu);
         deliver(e, src, len);
+        dispatch(e);
         pthread_mutex_unlock(&e->mu);
         any = true;
+    }
+    if (any) {
+        pthread_mutex_lock(&e->mu);
+        bump(e);
+        pthread_mutex_unlock(&e->mu);
     }
     return any;
 }
@@ -313,7 +340,7 @@ static void shutdown_workers(mpi_eng_t *e)
         size_t len;
         int tag = receive(e, MPI_ANY_TAG, &src, &len);
         pthread_mutex_lock(&e->mu);
-        if (tag == MPI_TAG_RESULT) deliver(e, src, len);
+        if (tag == MPI_TAG_RESULT) deliver(e, src, len), bump(e);
         if (tag == MPI_TAG_BYE) byes++;
         idle = tag < 0 ? idle + 1 : 0;
         if (idle > 64) {
@@ -325,7 +352,7 @@ static void shutdown_workers(mpi_eng_t *e)
     pthread_mutex_lock(&e->mu);
     for (int w = 0; w < e->nworkers; w++) { /* pieces the workers dropped */
         mpi_wk *wk = &e->w[w];
-        for (; wk->n; wk->n--, wk->head = (wk->head + 1) % e->depth) {
+        for (; wk->n; wk->n--, wk->head = (wk->head + 1) % e->ring) {
             MPI_Wait(&wk->slots[wk->head].req, MPI_STATUS_IGNORE);
             run_unref(wk->slots[wk->head].run);
             wk->slots[wk->head].run = NULL;
@@ -362,7 +389,7 @@ static void *comm_main(void *arg)
 static void eng_dealloc(mpi_eng_t *e)
 {
     for (int w = 0; e->w && w < e->nworkers; w++) {
-        for (unsigned k = 0; e->w[w].slots && k < e->depth; k++) free(e->w[w].slots[k].buf);
+        for (unsigned k = 0; e->w[w].slots && k < e->ring; k++) free(e->w[w].slots[k].buf);
         free(e->w[w].slots);
     }
     free(e->w);
@@ -377,10 +404,11 @@ static mpi_eng_t *eng_alloc(int nworkers, int size, unsigned depth)
     e->nworkers = nworkers;
     e->size = size;
     e->depth = depth;
+    e->ring = depth ? depth : MPI_DEPTH_MAX;
     e->w = calloc((size_t)nworkers, sizeof *e->w);
     bool ok = e->w != NULL;
     for (int w = 0; ok && w < nworkers; w++)
-        ok = (e->w[w].slots = calloc(depth, sizeof(mpi_slot))) != NULL;
+        ok = (e->w[w].slots = calloc(e->ring, sizeof(mpi_slot))) != NULL;
     if (!ok) eng_dealloc(e);
     return ok ? e : NULL;
 }

@@ -31,9 +31,9 @@
  * ordinary memory). The task's ctx is a copy of rank 0's opts.pool.ctx
  * (ctx_size bytes), made once when the pool starts. The initializer, if any,
  * runs once on each worker rank (each rank uses its own opts: the pointer is
- * local). Work is self-scheduled: rank 0 keeps `inflight` chunks queued at
- * each worker and sends the next chunk to whichever worker returns one, so
- * fast and slow hosts both stay busy.
+ * local). Work is self-scheduled: rank 0 keeps a few chunks queued at each
+ * worker (opts.inflight) and sends the next one to whichever worker returns
+ * one, so fast and slow hosts both stay busy.
  *
  * Failures: a task returning non-zero fails its item with MPOOL_ETASK, as
  * locally. A worker rank that DIES (signal, exit, node lost) cannot be
@@ -81,7 +81,8 @@ typedef struct {
      * ctx: rank 0's context, copied to every worker (ctx_size bytes). */
     mpool_pool_opts_t pool;
     size_t ctx_size;   /* bytes of pool.ctx sent to the workers; 0: tasks get NULL */
-    unsigned inflight; /* chunks queued at each worker; 0: 2 */
+    unsigned inflight; /* pieces queued at each worker, at most 64; 0: adaptive, 2 or
+                          more: enough to cover ~300 us of that worker's work */
 } mpool_mpi_opts_t;
 
 /* Creates the MPI pool. Collective: every rank calls it with its own argc,
