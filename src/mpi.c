@@ -116,7 +116,7 @@ typedef struct {
     int32_t verdict; /* rank 0's: GO, BADARG or NOMEM */
     int32_t nworkers;
     uint32_t ntasks;
-    uint32_t depth;
+    uint32_t pad;
     uint64_t ctx_size, names_len;
 } mpi_start_hdr;
 
@@ -137,7 +137,6 @@ static int master_announce(const mpool_mpi_opts_t *o, int size, int local)
 {
     mpi_start_hdr h = {.verdict = local, .ctx_size = o->ctx_size, .ntasks = (uint32_t)reg_n};
     h.nworkers = o->pool.processes ? o->pool.processes : size - 1;
-    h.depth = o->inflight;
     for (size_t i = 0; i < reg_n; i++) h.names_len += strlen(reg[i].name) + 1;
     char *pay = NULL;
     if (h.verdict == VERDICT_GO && !(pay = malloc(h.ctx_size + h.names_len + 1)))

@@ -89,6 +89,28 @@ static int die(const void *in, void *out, void *ctx)
     return 0;
 }
 
+/* Set by the initializer on each worker rank; read back by a task. */
+static long init_mark;
+
+static int init_ok(void *arg)
+{
+    init_mark = *(long *)arg;
+    return 0;
+}
+
+static int init_fails(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+static int get_mark(const void *in, void *out, void *ctx)
+{
+    (void)in, (void)ctx;
+    *(long *)out = init_mark;
+    return 0;
+}
+
 static int not_registered(const void *in, void *out, void *ctx)
 {
     (void)in, (void)out, (void)ctx;
@@ -318,6 +340,15 @@ static void test_ctx_by_value(void **state)
     for (int i = 0; i < 50; i++) assert_int_equal(ys[i], i + 1000);
 }
 
+static void test_initializer_ran(void **state)
+{
+    (void)state;
+    long xs[8] = {0}, ys[8];
+    assert_int_equal(init_mark, 0); /* rank 0 runs no initializer */
+    assert_int_equal(mpool_pool_map(pool, get_mark, xs, 8, sizeof(long), ys, sizeof(long), 1), 0);
+    for (int i = 0; i < 8; i++) assert_int_equal(ys[i], 4242);
+}
+
 static void test_many_maps(void **state)
 {
     (void)state;
@@ -417,6 +448,7 @@ static void register_tasks(void)
     REG(mpool_task_register("nap_us", nap_us), 0);
     REG(mpool_task_register("sum_page", sum_page), 0);
     REG(mpool_task_register("die", die), 0);
+    REG(mpool_task_register("get_mark", get_mark), 0);
 }
 
 /* Before MPI_Init, on rank 0 only: the same map on a local Pool. */
@@ -452,6 +484,53 @@ static int rank_death(int argc, char **argv, const mpool_mpi_opts_t *o)
     return 0;
 }
 
+/* Under mpirun, one way for the start to fail; rank 0 returns 0 when it
+ * failed as it should (ranks > 0 exit inside mpool_mpi_pool_new). */
+static int start_error_mode(int argc, char **argv, const char *mode)
+{
+    mpool_mpi_opts_t o = {0};
+    int want = EINVAL;
+    if (strcmp(mode, "init-fails") == 0) {
+        o.pool.initializer = init_fails;
+        want = MPOOL_ETASK;
+    } else if (strcmp(mode, "missing-name") == 0) {
+        const char *r = getenv("OMPI_COMM_WORLD_RANK");
+        if (r && strcmp(r, "0") == 0) mpool_task_register("only_on_rank_0", not_registered);
+    } else if (strcmp(mode, "too-many") == 0) {
+        o.pool.processes = 7;
+    }
+    errno = 0;
+    mpool_pool_t *p = mpool_mpi_pool_new(&argc, &argv, &o);
+    if (p || errno != want) {
+        fprintf(stderr, "%s: pool %p errno %s\n", mode, (void *)p, mpool_errname(errno));
+        mpool_pool_free(p);
+        return 1;
+    }
+    /* one pool per run, and MPI was finalized by the failed start */
+    if (mpool_mpi_pool_new(&argc, &argv, NULL) || errno != EINVAL) return 1;
+    return mpool_mpi_rank() == 0 && mpool_mpi_size() == 0 ? 0 : 1;
+}
+
+/* Not under mpirun: runs each failing start as its own MPI job, each bounded. */
+static int start_errors(const char *self)
+{
+    const char *modes[] = {"init-fails", "missing-name", "too-many"};
+    int bad = 0;
+    for (int k = 0; k < 3; k++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            execlp("mpirun", "mpirun", "--oversubscribe", "-np", "3", self, "--mode", modes[k],
+                   (char *)NULL);
+            _exit(127);
+        }
+        int rc = tu_wait(pid, 60);
+        if (rc != 0) fprintf(stderr, "start error %s: mpirun ended with %d\n", modes[k], rc);
+        bad += rc != 0;
+    }
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     registry_ok = true;
@@ -462,7 +541,12 @@ int main(int argc, char **argv)
     bad = (mpool_mpi_opts_t){.ctx_size = 8}; /* ctx NULL */
     if (mpool_mpi_pool_new(&argc, &argv, &bad) || errno != EINVAL) return 3;
     static ctx_t ctx = {.add = 1000, .tag = "from-rank-0"};
+    static long mark = 4242;
     mpool_mpi_opts_t o = {.pool.ctx = &ctx, .ctx_size = sizeof ctx};
+    o.pool.initializer = init_ok;
+    o.pool.initarg = &mark;
+    if (argc > 1 && strcmp(argv[1], "--start-errors") == 0) return start_errors(argv[0]);
+    if (argc > 2 && strcmp(argv[1], "--mode") == 0) return start_error_mode(argc, argv, argv[2]);
     if (argc > 1 && strcmp(argv[1], "--rank-death") == 0) return rank_death(argc, argv, &o);
     local_reference();
     pool = mpool_mpi_pool_new(&argc, &argv, &o);
@@ -482,6 +566,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_empty_input),
         cmocka_unit_test(test_unregistered_fn),
         cmocka_unit_test(test_ctx_by_value),
+        cmocka_unit_test(test_initializer_ran),
         cmocka_unit_test(test_many_maps),
         cmocka_unit_test(test_big_chunk),
         cmocka_unit_test(test_terminate), /* replaced by test_close_join with 2 ranks */
