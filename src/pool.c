@@ -25,8 +25,7 @@ static mpool__fail_t *job_fails(mpool__job_t *j)
     if (f) return f;
     mpool__fail_t *nf = mpool_shm_alloc(j->n * sizeof *nf);
     if (!nf) return NULL; /* the item still counts as failed, see item_code */
-    if (__atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
+    if (__atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return nf;
     mpool_shm_free(nf);
     return f;
@@ -40,8 +39,8 @@ void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
         __atomic_store_n(&f[i].code, code, __ATOMIC_RELEASE);
     }
     size_t cur = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
-    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true,
-                                                   __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true, __ATOMIC_RELEASE,
+                                                   __ATOMIC_RELAXED)) {
     }
 }
 
@@ -53,8 +52,7 @@ void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
         if (done >= len) continue;
         for (size_t i = c * j->chunksize + done; i < c * j->chunksize + len; i++)
             mpool__job_fail(j, i, code, status);
-        __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len,
-                         __ATOMIC_RELEASE);
+        __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len, __ATOMIC_RELEASE);
     }
 }
 
@@ -88,15 +86,52 @@ static void live_link(mpool_pool_t *p, mpool_async_t *a)
 
 static void live_unlink(mpool_async_t *a)
 {
-    if (a->prev) a->prev->next = a->next;
-    else a->pool->live = a->next;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        a->pool->live = a->next;
     if (a->next) a->next->prev = a->prev;
+}
+
+/* Staging blocks from CACHE_MIN up are cached, at most CACHE_MAX each. */
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_MAX ((size_t)64 << 20)
+
+static void *stage_alloc(mpool_pool_t *p, size_t size)
+{
+    for (int k = 0; k < 2 && size >= CACHE_MIN; k++) {
+        void *ptr = p->cache[k].ptr;
+        if (ptr && p->cache[k].size >= size && p->cache[k].size / 4 <= size) {
+            p->cache[k].ptr = NULL;
+            return ptr;
+        }
+    }
+    return mpool_shm_alloc(size);
+}
+
+/* The block stays with the pool, unless a bigger one is cached already. */
+static void stage_free(mpool_pool_t *p, void *ptr, size_t size)
+{
+    if (!ptr) return;
+    if (size >= CACHE_MIN && size <= CACHE_MAX) {
+        int k = !p->cache[0].ptr                       ? 0
+                : !p->cache[1].ptr                     ? 1
+                : p->cache[0].size <= p->cache[1].size ? 0
+                                                       : 1;
+        if (!p->cache[k].ptr || p->cache[k].size <= size) {
+            mpool_shm_free(p->cache[k].ptr);
+            p->cache[k].ptr = ptr;
+            p->cache[k].size = size;
+            return;
+        }
+    }
+    mpool_shm_free(ptr);
 }
 
 static void job_release(mpool_async_t *a)
 {
-    mpool_shm_free(a->in_copy);
-    mpool_shm_free(a->staging);
+    stage_free(a->pool, a->in_copy, a->in_copy_size);
+    stage_free(a->pool, a->staging, a->staging_size);
     if (a->job) mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
     mpool_shm_free(a->job);
     a->job = NULL;
@@ -151,18 +186,22 @@ static void reap_orphans(mpool_pool_t *p)
     }
 }
 
-/* Waits until cond(arg) holds. 0, or ETIMEDOUT. */
+/* Waits until cond(arg) holds. 0, or ETIMEDOUT. Even a try (timeout 0)
+ * calls the backend's wait once, with a past deadline, so that a caller who
+ * only polls still gets dead helpers noticed. */
 static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double timeout)
 {
     struct timespec ts;
-    bool limited = mpool__deadline(timeout, &ts);
+    bool limited = mpool__deadline(timeout, &ts), polled = false;
     for (;;) {
         uint32_t seen = p->ops->event(p);
         if (cond(arg)) return 0;
         check_broken(p);
         if (cond(arg)) return 0;
-        if (limited && mpool__expired(&ts)) return ETIMEDOUT;
+        bool expired = limited && mpool__expired(&ts);
+        if (expired && polled) return ETIMEDOUT;
         p->ops->wait(p, seen, limited ? &ts : NULL);
+        polled = expired;
     }
 }
 
@@ -247,6 +286,7 @@ void mpool_pool_free(mpool_pool_t *p)
         job_release(a);
         free(a);
     }
+    for (int k = 0; k < 2; k++) mpool_shm_free(p->cache[k].ptr);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -279,8 +319,7 @@ static size_t pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
     return chunksize;
 }
 
-static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes,
-                      size_t *out_bytes)
+static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes, size_t *out_bytes)
 {
     if (!p || !c->fn || p->state != MPOOL__POOL_RUNNING || p->broken) return EINVAL;
     if (__builtin_mul_overflow(c->n, c->in_size, in_bytes) ||
@@ -301,16 +340,25 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
     mpool__job_t *j = mpool_shm_alloc(sizeof *j + (nchunks ? nchunks : 1) * sizeof(uint32_t));
     if (!j) return ENOMEM;
     a->job = j;
-    *j = (mpool__job_t){.fn = c->fn, .ctx = p->opts.ctx, .n = c->n, .in_size = c->in_size,
-                        .out_size = c->out_size, .chunksize = cs, .nchunks = (uint32_t)nchunks,
-                        .first_fail = SIZE_MAX, .in = c->in, .out = c->out};
+    *j = (mpool__job_t){.fn = c->fn,
+                        .ctx = p->opts.ctx,
+                        .n = c->n,
+                        .in_size = c->in_size,
+                        .out_size = c->out_size,
+                        .chunksize = cs,
+                        .nchunks = (uint32_t)nchunks,
+                        .first_fail = SIZE_MAX,
+                        .in = c->in,
+                        .out = c->out};
     if (in_bytes && !in_heap(c->in, in_bytes)) {
-        if (!(a->in_copy = mpool_shm_alloc(in_bytes))) return ENOMEM;
+        if (!(a->in_copy = stage_alloc(p, in_bytes))) return ENOMEM;
+        a->in_copy_size = in_bytes;
         memcpy(a->in_copy, c->in, in_bytes);
         j->in = a->in_copy;
     }
     if (out_bytes && !in_heap(c->out, out_bytes)) {
-        if (!(a->staging = mpool_shm_alloc(out_bytes))) return ENOMEM;
+        if (!(a->staging = stage_alloc(p, out_bytes))) return ENOMEM;
+        a->staging_size = out_bytes;
         j->out = a->staging;
     }
     return 0;
@@ -325,6 +373,7 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
         return NULL;
     }
     a->user_out = c->out;
+    a->pool = p;
     pthread_mutex_lock(&p->lock);
     reap_orphans(p);
     int err = job_build(p, c, a);
@@ -341,8 +390,7 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
 }
 
 mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                                    size_t in_size, void *out, size_t out_size,
-                                    size_t chunksize)
+                                    size_t in_size, void *out, size_t out_size, size_t chunksize)
 {
     if (n && out_size && !out) {
         errno = EINVAL;
@@ -368,15 +416,18 @@ int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n, 
     return err;
 }
 
-int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t in_size,
-                     void *out, size_t out_size)
+int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t in_size, void *out,
+                     size_t out_size)
 {
     return mpool_pool_map(p, fn, in, 1, in_size, out, out_size, 1);
 }
 
 /* ---- async results -------------------------------------------------------- */
 
-static bool async_cond(void *arg) { return async_check(arg); }
+static bool async_cond(void *arg)
+{
+    return async_check(arg);
+}
 
 int mpool_async_wait(mpool_async_t *a, double timeout)
 {
@@ -388,8 +439,7 @@ int mpool_async_wait(mpool_async_t *a, double timeout)
 bool mpool_async_ready(mpool_async_t *a)
 {
     if (!a) return false;
-    if (!a->ready) check_broken(a->pool);
-    return async_check(a);
+    return a->ready || pool_wait(a->pool, async_cond, a, 0) == 0;
 }
 
 int mpool_async_get(mpool_async_t *a, double timeout)
@@ -467,9 +517,8 @@ mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in,
     return iter_new(p, fn, in, n, in_size, out_size, chunksize, true);
 }
 
-mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in,
-                                        size_t n, size_t in_size, size_t out_size,
-                                        size_t chunksize)
+mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                                        size_t in_size, size_t out_size, size_t chunksize)
 {
     return iter_new(p, fn, in, n, in_size, out_size, chunksize, false);
 }
@@ -479,8 +528,7 @@ mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const
 static bool unordered_pick(mpool_iter_t *it)
 {
     mpool__job_t *j = it->a.job;
-    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED))
-        it->scan++;
+    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED)) it->scan++;
     for (size_t c = it->scan; c < j->nchunks; c++) {
         uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
         if (!v) break;

@@ -126,11 +126,18 @@ struct mpool_pool {
      * fails every unfinished item with (broken, broken_status), and further
      * submissions fail with EINVAL. */
     int broken, broken_status;
-    bool broken_applied; /* the unfinished items were failed already */
+    bool broken_applied;      /* the unfinished items were failed already */
     struct mpool_async *live; /* every async/iter whose job is not released */
     /* Serializes submissions, `live` and state changes between the
      * caller's threads (waits run without it). */
     pthread_mutex_t lock;
+    /* Staging blocks kept for reuse (under `lock`): a freed large shared
+     * block gives its pages back, and faulting them in again in the parent
+     * and in every worker costs more than the copy itself. */
+    struct {
+        void *ptr;
+        size_t size;
+    } cache[2];
 };
 
 /* The caller-side record of one submitted job (map_async, apply_async, and
@@ -138,12 +145,13 @@ struct mpool_pool {
 struct mpool_async {
     mpool_pool_t *pool;
     mpool__job_t *job;
-    void *user_out;  /* where results must end up (NULL for iterators) */
-    char *staging;   /* job->out when it is not user_out: freed with the job */
-    char *in_copy;   /* job->in when it is a copy: freed with the job */
-    size_t complete; /* chunks [0, complete) are known complete */
-    bool ready;      /* every item done (and, if staged, copied out) */
-    bool orphan;     /* the user freed the handle before ready */
+    void *user_out; /* where results must end up (NULL for iterators) */
+    char *staging;  /* job->out when it is not user_out: freed with the job */
+    char *in_copy;  /* job->in when it is a copy: freed with the job */
+    size_t staging_size, in_copy_size;
+    size_t complete;                 /* chunks [0, complete) are known complete */
+    bool ready;                      /* every item done (and, if staged, copied out) */
+    bool orphan;                     /* the user freed the handle before ready */
     struct mpool_async *next, *prev; /* pool->live */
 };
 

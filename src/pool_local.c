@@ -89,8 +89,11 @@ typedef struct {
     /* Jobs published (a futex: idle workers sleep on it). Parent-written. */
     uint32_t tail MPOOL_ALIGNED;
     uint32_t idle_waiters; /* workers asleep, or about to be, on tail */
-    uint32_t spinner;      /* 1 while an idle worker spins (one at a time) */
-    uint32_t closing;      /* 0 -> 1 by the parent at close */
+    /* 1 + the slot index of the idle worker that spins (one at a time), 0
+     * none. Set and cleared by that worker; the server clears it if the
+     * worker died spinning. */
+    uint32_t spinner;
+    uint32_t closing; /* 0 -> 1 by the parent at close */
     /* Moves on every chunk completion and every server settlement (a
      * futex: the parent sleeps on it). pwait: parent threads asleep. */
     uint32_t event MPOOL_ALIGNED;
@@ -118,8 +121,14 @@ typedef struct {
     int restarts;
 } local_t;
 
-static inline uint64_t ld64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline uint32_t ld32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t ld32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
 
 static void notify_parent(shared_t *sh)
 {
@@ -207,19 +216,19 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
 
 /* Nothing to claim: spin briefly (one idle worker at a time, 2 CPUs), then
  * sleep on the tail. False when the pool is closing and nothing is left. */
-static bool idle(shared_t *sh, uint32_t seq)
+static bool idle(shared_t *sh, wslot_t *s, uint32_t seq)
 {
-    uint32_t zero = 0;
-    if (__atomic_compare_exchange_n(&sh->spinner, &zero, 1, false, __ATOMIC_ACQUIRE,
+    uint32_t zero = 0, me = (uint32_t)(s - sh->slots) + 1;
+    if (__atomic_compare_exchange_n(&sh->spinner, &zero, me, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
         double end = mpool__now() + SPIN_SECONDS;
         for (unsigned k = 0; ld32(&sh->tail) == seq && !ld32(&sh->closing); k++) {
             mpool__cpu_relax();
             if ((k & 63) == 63 && mpool__now() > end) break;
         }
-        __atomic_store_n(&sh->spinner, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&sh->spinner, 0, __ATOMIC_SEQ_CST);
     }
-    if (ld32(&sh->tail) != seq) return true;
+    if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) != seq) return true;
     if (ld32(&sh->closing)) return false;
     __atomic_fetch_add(&sh->idle_waiters, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) == seq && !ld32(&sh->closing)) {
@@ -239,7 +248,7 @@ static void worker_loop(shared_t *sh, wslot_t *s)
     for (;;) {
         if (__atomic_load_n(&s->job, __ATOMIC_ACQUIRE)) {
             if (run_range(sh, s, &tasks)) return;
-        } else if (!claim(sh, s, &seq) && !idle(sh, seq)) {
+        } else if (!claim(sh, s, &seq) && !idle(sh, s, seq)) {
             return;
         }
     }
@@ -299,14 +308,16 @@ static void settle_claim(shared_t *sh, wslot_t *s)
  * stays in the slot for the replacement. */
 static void settle(shared_t *sh, wslot_t *s, int sig)
 {
+    uint32_t me = (uint32_t)(s - sh->slots) + 1;
+    __atomic_compare_exchange_n(&sh->spinner, &me, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
     if (ld32(&s->iflag)) settle_claim(sh, s);
     mpool__job_t *j = s->job;
     if (j) {
         uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
         if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
         if (next >= s->hi) next = s->hi;
-        __atomic_store_n(&j->chunk_done[s->chunk],
-                         MPOOL__CHUNK_STARTED | (uint32_t)(next - start), __ATOMIC_RELEASE);
+        __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
+                         __ATOMIC_RELEASE);
         if (next >= s->hi) {
             s->job = NULL;
         } else {
@@ -368,8 +379,11 @@ static wslot_t *slot_of(shared_t *sh, pid_t pid)
 static void worker_ended(shared_t *sh, wslot_t *s, int st)
 {
     int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-    if (s->state != SLOT_READY && !sh->broken) {
-        /* The initializer failed (or died): never a silent respawn loop. */
+    bool init_died = s->state == SLOT_INITFAIL || (s->state == SLOT_STARTING && sh->initializer);
+    if (init_died && !sh->broken) {
+        /* The initializer failed (or its worker died in it; without an
+         * initializer, a start-up death is just a death): never a silent
+         * respawn loop. */
         sh->broken_status = s->state == SLOT_INITFAIL ? s->init_rc : -sig;
         __atomic_store_n(&sh->broken, MPOOL_ETASK, __ATOMIC_RELEASE);
     }
@@ -554,7 +568,6 @@ static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
 static int local_submit(mpool_pool_t *p, mpool__job_t *job)
 {
     shared_t *sh = ((local_t *)p->impl)->sh;
-    health(p);
     if (p->broken) return EINVAL;
     uint32_t s = sh->tail;
     dispatch_t *d = &sh->ring[s % RING];
@@ -566,8 +579,11 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     __atomic_store_n(&d->nchunks, job->nchunks, __ATOMIC_RELAXED);
     __atomic_store_n(&d->word, (uint64_t)s << 32, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->tail, s + 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
-        mpool__futex_wake(&sh->tail, job->nchunks > INT_MAX ? INT_MAX : (int)job->nchunks);
+    /* A spinning worker sees the new tail by itself (it re-reads the tail
+     * after it stops spinning): wake sleepers only for the other chunks. */
+    uint32_t wake = job->nchunks - (__atomic_load_n(&sh->spinner, __ATOMIC_SEQ_CST) != 0);
+    if (wake && __atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
+        mpool__futex_wake(&sh->tail, wake > INT_MAX ? INT_MAX : (int)wake);
     return 0;
 }
 

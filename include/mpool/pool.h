@@ -9,19 +9,36 @@
  *
  * Inputs are read when the call returns (copied into the shared heap, or read
  * in place when they already lie there: allocate big inputs with
- * mpool_shm_alloc before creating the pool). `out` must stay valid until the
- * result is ready. Task functions run in the workers, forked from the
- * caller's process image: function pointers, globals set before the pool was
- * created, and shared-heap pointers are valid there.
+ * mpool_shm_alloc before creating the pool). Results go straight into `out`
+ * when `out` lies in the shared heap; otherwise workers write them to a
+ * staging area in the shared heap that the caller's process copies into
+ * `out` once the whole call is done: `out` is filled by the time
+ * mpool_async_wait/get returns 0 or mpool_async_ready returns true (an
+ * iterator copies each item when mpool_iter_next returns it). `out` must stay
+ * valid until then. The output of a failed item is unspecified. A NULL
+ * `in` (or `out`) is accepted when in_size (or out_size) is 0.
+ *
+ * Work is split into chunks of `chunksize` items (0: Python's rule,
+ * ceil(n / (4 * processes))); workers claim chunks in order from a shared
+ * cursor and run the items of a chunk one after the other.
+ *
+ * Task functions run in the workers, forked (through a fork server made at
+ * pool_new) from the caller's process image: function pointers, globals set
+ * before the pool was created, and shared-heap pointers are valid there.
  *
  * Failures are per item: a task that returns non-zero fails its item with
  * MPOOL_ETASK; a worker that dies while running a task (signal, exit, or the
  * task timeout) fails that one item with MPOOL_EWORKER, a fresh worker takes
  * its place and every other item completes. Nothing in the pool hangs on a
  * dead worker. Workers ignore SIGINT and die with the process that made the
- * pool.
+ * pool. If the fork server itself dies, the next wait notices it (within
+ * 50 ms), forks a new one, and the items that were running fail with
+ * MPOOL_EWORKER (status SIGKILL); everything else completes.
  *
- * A pool is used from the process that created it (any of its threads).
+ * A pool is used from the process that created it (any of its threads). Its
+ * helper processes die with the *thread* that created the pool (or that
+ * last replaced the fork server): create pools from a thread that outlives
+ * them, such as the main thread.
  */
 #ifndef MPOOL_POOL_H
 #define MPOOL_POOL_H
@@ -44,7 +61,8 @@ typedef struct {
     int processes;                 /* workers; 0: mpool_cpu_count() */
     int (*initializer)(void *arg); /* run once in each worker; non-zero = worker fails */
     void *initarg;
-    unsigned maxtasksperchild; /* 0: unlimited; else the worker is replaced after that many */
+    unsigned maxtasksperchild; /* 0: unlimited; else the worker is replaced after that many
+                                  items (task calls), also in the middle of a chunk */
     double task_timeout;       /* > 0: a task running longer has its worker killed and
                                   fails with MPOOL_EWORKER (status SIGKILL) */
     void *ctx;                 /* handed to every task; must be valid in the workers */
@@ -57,9 +75,13 @@ typedef struct {
                      worker (SIGKILL for a task timeout), or 0 if it exited without one */
 } mpool_failure_t;
 
-/* Starts a pool. `opts` may be NULL (defaults). Returns NULL with errno:
- * EINVAL (processes < 0, task_timeout < 0), ENOMEM, EAGAIN (fork failed), or
- * MPOOL_ETASK when the initializer failed in a worker. */
+/* Starts a pool and waits until every worker ran its initializer. `opts` may
+ * be NULL (defaults). Returns NULL with errno: EINVAL (processes < 0,
+ * task_timeout < 0), ENOMEM, EAGAIN (fork failed), or MPOOL_ETASK when the
+ * initializer failed (returned non-zero, or its worker died) in a worker.
+ * Should a replacement worker's initializer fail later, the pool breaks
+ * instead of respawning in a loop: unfinished items fail with MPOOL_ETASK
+ * (status: the initializer's return value) and further calls with EINVAL. */
 MPOOL_API mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts);
 
 /* Runs fn on one input and waits for it. Returns 0, the failure code
@@ -86,8 +108,9 @@ MPOOL_API mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn,
                                               size_t chunksize);
 
 /* Applies fn lazily; results come one by one from mpool_iter_next, in input
- * order (imap) or in completion order (imap_unordered). NULL with errno
- * EINVAL or ENOMEM. */
+ * order (imap) or as chunks complete (imap_unordered: a completed chunk that
+ * started earliest comes first). NULL with errno EINVAL or ENOMEM. Results
+ * wait in a staging area of n * out_size bytes in the shared heap. */
 MPOOL_API mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
                                         size_t in_size, size_t out_size, size_t chunksize);
 MPOOL_API mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in,
@@ -109,7 +132,7 @@ MPOOL_API void mpool_iter_free(mpool_iter_t *it);
  * ETIMEDOUT. */
 MPOOL_API int mpool_async_wait(mpool_async_t *a, double timeout);
 
-/* True once every item is done. Does not block. */
+/* True once every item is done (then `out` is filled). Does not block. */
 MPOOL_API bool mpool_async_ready(mpool_async_t *a);
 
 /* Waits like mpool_async_wait, then returns 0 if every item succeeded (`out`
@@ -124,9 +147,11 @@ MPOOL_API int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f);
 /* Items done (succeeded or failed) and items in all. Either may be NULL. */
 MPOOL_API void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total);
 
-/* Frees the handle. If the work is still running it is allowed to finish
- * (writing to `out`) or is cancelled by terminate; the handle itself is
- * released when the pool no longer needs it. NULL is accepted. */
+/* Frees the handle. If the work is still running it is allowed to finish or
+ * is cancelled by terminate; the handle's memory is released when the pool
+ * no longer needs it. An `out` in the shared heap keeps receiving results
+ * until then; any other `out` is no longer written after this call. NULL is
+ * accepted. */
 MPOOL_API void mpool_async_free(mpool_async_t *a);
 
 /* No more work is accepted (further calls fail with EINVAL); submitted work

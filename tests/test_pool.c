@@ -1,0 +1,697 @@
+// ctest-timeout: 300
+/* The process Pool: every call and error code, results against a
+ * sequential run, iterator order, per-item failures, worker crashes at
+ * several points with exact accounting, task timeout, maxtasksperchild,
+ * initializer, terminate/close/join, fork-server death, and no process or
+ * descriptor left behind. Every wait is bounded. */
+#include "testutil.h"
+
+#include <stdbool.h>
+
+#define WAIT 30.0 /* bound on any wait that should succeed (noisy 2 CPUs) */
+
+enum { A_OK, A_KILL, A_SEGV, A_ABORT, A_EXIT, A_FAIL, A_SLEEP, A_PID, A_BUSY };
+
+typedef struct {
+    long x;
+    int action;
+    int ms; /* A_SLEEP: milliseconds; A_BUSY: microseconds */
+} item_t;
+
+static int task(const void *in, void *out, void *ctx)
+{
+    const item_t *it = in;
+    long add = ctx ? *(const long *)ctx : 0;
+    switch (it->action) {
+    case A_KILL:
+        raise(SIGKILL);
+        break;
+    case A_SEGV:
+        signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would turn it into an exit */
+        raise(SIGSEGV);
+        break;
+    case A_ABORT:
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    case A_EXIT:
+        _exit(3);
+    case A_FAIL:
+        return (int)-it->x - 1;
+    case A_SLEEP:
+        usleep((useconds_t)it->ms * 1000);
+        break;
+    case A_PID:
+        *(long *)out = getpid();
+        return 0;
+    case A_BUSY:
+        for (double end = tu_now() + it->ms * 1e-6; tu_now() < end;) {
+        }
+        break;
+    }
+    *(long *)out = it->x * it->x + add;
+    return 0;
+}
+
+static item_t *items(size_t n)
+{
+    item_t *v = calloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i].x = (long)i;
+    return v;
+}
+
+static mpool_pool_t *pool(int processes)
+{
+    mpool_pool_opts_t o = {.processes = processes};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    return p;
+}
+
+/* Checks every item of a finished map: failures exactly where `want` says
+ * (code, status), correct results elsewhere. Uses an ordered imap. */
+static void check_items(mpool_pool_t *p, const item_t *in, size_t n, size_t cs,
+                        const int *want_code, const int *want_status)
+{
+    mpool_iter_t *it = mpool_pool_imap(p, task, in, n, sizeof *in, sizeof(long), cs);
+    assert_non_null(it);
+    for (size_t i = 0; i < n; i++) {
+        long y = -1;
+        size_t idx = SIZE_MAX;
+        int err = mpool_iter_next(it, &y, &idx, WAIT);
+        assert_int_equal(idx, i);
+        assert_int_equal(err, want_code[i]);
+        if (!err) assert_int_equal(y, (long)i * (long)i);
+        (void)want_status;
+    }
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, 0), ENODATA);
+    mpool_iter_free(it);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+static void map_and_check(mpool_pool_t *p, const item_t *in, long *out, size_t n, size_t cs)
+{
+    memset(out, 0xff, n * sizeof *out);
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, cs), 0);
+    for (size_t i = 0; i < n; i++) assert_int_equal(out[i], (long)i * (long)i);
+}
+
+static void test_map_results(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t n = 10007;
+    item_t *in = items(n);
+    long *out = malloc(n * sizeof *out);
+    size_t sizes[] = {0, 1, 7, 100000};
+    for (size_t k = 0; k < 4; k++) map_and_check(p, in, out, n, sizes[k]);
+    /* In and out in the shared heap: read and written in place. */
+    item_t *sin = mpool_shm_alloc(n * sizeof *sin);
+    long *sout = mpool_shm_alloc(n * sizeof *sout);
+    memcpy(sin, in, n * sizeof *in);
+    for (size_t k = 0; k < 4; k++) map_and_check(p, sin, sout, n, sizes[k]);
+    /* n = 0: at once. */
+    assert_int_equal(mpool_pool_map(p, task, in, 0, sizeof *in, out, sizeof *out, 0), 0);
+    mpool_async_t *a = mpool_pool_map_async(p, task, NULL, 0, sizeof *in, NULL, 8, 0);
+    assert_non_null(a);
+    assert_true(mpool_async_ready(a));
+    assert_int_equal(mpool_async_get(a, 0), 0);
+    mpool_async_free(a);
+    mpool_shm_free(sin);
+    mpool_shm_free(sout);
+    free(in);
+    free(out);
+    mpool_pool_free(p);
+}
+
+static void test_apply_ctx(void **state)
+{
+    (void)state;
+    static long add = 5;
+    mpool_pool_opts_t o = {.processes = 2, .ctx = &add};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    item_t in = {.x = 7};
+    long y = 0;
+    assert_int_equal(mpool_pool_apply(p, task, &in, sizeof in, &y, sizeof y), 0);
+    assert_int_equal(y, 54);
+    long ys[20];
+    item_t ins[20];
+    mpool_async_t *as[20];
+    for (int i = 0; i < 20; i++) {
+        ins[i] = (item_t){.x = i};
+        as[i] = mpool_pool_apply_async(p, task, &ins[i], sizeof ins[i], &ys[i], sizeof ys[i]);
+        assert_non_null(as[i]);
+    }
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(mpool_async_get(as[i], WAIT), 0);
+        assert_true(mpool_async_ready(as[i]));
+        assert_int_equal(ys[i], i * i + 5);
+        mpool_failure_t f;
+        assert_int_equal(mpool_async_failure(as[i], &f), ENODATA);
+        size_t done, total;
+        mpool_async_progress(as[i], &done, &total);
+        assert_int_equal(done, 1);
+        assert_int_equal(total, 1);
+        mpool_async_free(as[i]);
+    }
+    in.action = A_FAIL;
+    assert_int_equal(mpool_pool_apply(p, task, &in, sizeof in, &y, sizeof y), MPOOL_ETASK);
+    mpool_pool_free(p);
+}
+
+static void test_imap(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t n = 1000;
+    item_t *in = items(n);
+    for (size_t cs = 0; cs < 4; cs++) {
+        mpool_iter_t *it = mpool_pool_imap(p, task, in, n, sizeof *in, sizeof(long), cs * 3);
+        assert_non_null(it);
+        for (size_t i = 0; i < n; i++) {
+            long y;
+            size_t idx;
+            assert_int_equal(mpool_iter_next(it, &y, &idx, WAIT), 0);
+            assert_int_equal(idx, i);
+            assert_int_equal(y, (long)(i * i));
+        }
+        assert_int_equal(mpool_iter_next(it, NULL, NULL, WAIT), ENODATA);
+        mpool_iter_free(it);
+    }
+    char *seen = calloc(n, 1);
+    mpool_iter_t *it = mpool_pool_imap_unordered(p, task, in, n, sizeof *in, sizeof(long), 1);
+    assert_non_null(it);
+    for (size_t i = 0; i < n; i++) {
+        long y;
+        size_t idx;
+        assert_int_equal(mpool_iter_next(it, &y, &idx, WAIT), 0);
+        assert_true(idx < n && !seen[idx]);
+        seen[idx] = 1;
+        assert_int_equal(y, (long)(idx * idx));
+    }
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, 0), ENODATA);
+    mpool_iter_free(it);
+    /* Zero items: the first next is ENODATA. */
+    it = mpool_pool_imap(p, task, in, 0, sizeof *in, sizeof(long), 0);
+    assert_non_null(it);
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, WAIT), ENODATA);
+    mpool_iter_free(it);
+    /* A slow item: next times out, then delivers. */
+    in[0].action = A_SLEEP;
+    in[0].ms = 300;
+    it = mpool_pool_imap(p, task, in, 2, sizeof *in, sizeof(long), 1);
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, 0), ETIMEDOUT);
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, 0.01), ETIMEDOUT);
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, WAIT), 0);
+    /* Freed with an item not consumed: harmless. */
+    mpool_iter_free(it);
+    free(seen);
+    free(in);
+    mpool_pool_free(p);
+}
+
+static void test_task_failure(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t n = 100;
+    item_t *in = items(n);
+    int code[100] = {0}, status[100] = {0};
+    size_t bad[] = {13, 40, 99};
+    for (int k = 0; k < 3; k++) {
+        in[bad[k]].action = A_FAIL;
+        code[bad[k]] = MPOOL_ETASK;
+        status[bad[k]] = -(int)bad[k] - 1;
+    }
+    long out[100];
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 4);
+    assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.index, 13);
+    assert_int_equal(f.code, MPOOL_ETASK);
+    assert_int_equal(f.status, -14);
+    for (size_t i = 0; i < n; i++)
+        if (!code[i]) assert_int_equal(out[i], (long)(i * i));
+    mpool_async_free(a);
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, 0), MPOOL_ETASK);
+    check_items(p, in, n, 3, code, status);
+    free(in);
+    mpool_pool_free(p);
+}
+
+/* ---- crashes -------------------------------------------------------------- */
+
+/* A map where the items in `bad` crash with `action`: exactly those fail
+ * with MPOOL_EWORKER and `sig`; every other item is right; the pool goes on. */
+static void crash_case(mpool_pool_t *p, size_t n, size_t cs, const size_t *bad, size_t nbad,
+                       int action, int sig)
+{
+    item_t *in = items(n);
+    int *code = calloc(n, sizeof *code), *status = calloc(n, sizeof *status);
+    long *out = calloc(n, sizeof *out);
+    for (size_t k = 0; k < nbad; k++) {
+        in[bad[k]].action = action;
+        code[bad[k]] = MPOOL_EWORKER;
+        status[bad[k]] = sig;
+    }
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, cs);
+    assert_non_null(a);
+    assert_int_equal(mpool_async_get(a, WAIT), nbad ? MPOOL_EWORKER : 0);
+    size_t first = SIZE_MAX;
+    for (size_t k = 0; k < nbad; k++) first = bad[k] < first ? bad[k] : first;
+    mpool_failure_t f;
+    if (nbad) {
+        assert_int_equal(mpool_async_failure(a, &f), 0);
+        assert_int_equal(f.index, first);
+        assert_int_equal(f.code, MPOOL_EWORKER);
+        assert_int_equal(f.status, sig);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!code[i]) assert_int_equal(out[i], (long)(i * i));
+    size_t done, total;
+    mpool_async_progress(a, &done, &total);
+    assert_int_equal(done, n);
+    mpool_async_free(a);
+    /* The same crashes, item by item through an ordered iterator. */
+    mpool_iter_t *it = mpool_pool_imap(p, task, in, n, sizeof *in, sizeof(long), cs);
+    for (size_t i = 0; i < n; i++) {
+        long y;
+        size_t idx;
+        assert_int_equal(mpool_iter_next(it, &y, &idx, WAIT), code[i]);
+        assert_int_equal(idx, i);
+        if (!code[i]) assert_int_equal(y, (long)(i * i));
+    }
+    mpool_iter_free(it);
+    free(in);
+    free(code);
+    free(status);
+    free(out);
+}
+
+static void test_crash_points(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t first[] = {0}, middle[] = {500}, last[] = {999};
+    crash_case(p, 1000, 50, first, 1, A_KILL, SIGKILL);
+    crash_case(p, 1000, 50, middle, 1, A_SEGV, SIGSEGV);
+    crash_case(p, 1000, 50, last, 1, A_ABORT, SIGABRT);
+    crash_case(p, 1000, 0, middle, 1, A_EXIT, 0);
+    size_t many[20];
+    for (int k = 0; k < 20; k++) many[k] = (size_t)k * 37 + 3;
+    crash_case(p, 1000, 10, many, 20, A_KILL, SIGKILL);
+    crash_case(p, 1000, 1, many, 20, A_KILL, SIGKILL);
+    /* Every worker at once: the first item of each worker's first chunk. */
+    size_t all[] = {0, 1};
+    crash_case(p, 100, 1, all, 2, A_KILL, SIGKILL);
+    /* Still a healthy pool. */
+    crash_case(p, 1000, 0, NULL, 0, A_OK, 0);
+    mpool_pool_free(p);
+}
+
+static void test_task_timeout(void **state)
+{
+    (void)state;
+    mpool_pool_opts_t o = {.processes = 2, .task_timeout = 0.3};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    size_t n = 40;
+    item_t *in = items(n);
+    in[5].action = A_SLEEP;
+    in[5].ms = 20000;
+    for (size_t i = 10; i < 20; i++) in[i].action = A_SLEEP, in[i].ms = 50; /* under the limit */
+    long out[40];
+    double t = tu_now();
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 2);
+    assert_int_equal(mpool_async_get(a, WAIT), MPOOL_EWORKER);
+    assert_true(tu_now() - t < 5.0);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.index, 5);
+    assert_int_equal(f.code, MPOOL_EWORKER);
+    assert_int_equal(f.status, SIGKILL);
+    for (size_t i = 0; i < n; i++)
+        if (i != 5 && in[i].action == A_OK) assert_int_equal(out[i], (long)(i * i));
+    mpool_async_free(a);
+    in[5].action = A_OK;
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, 0), 0);
+    free(in);
+    mpool_pool_free(p);
+}
+
+static void test_maxtasksperchild(void **state)
+{
+    (void)state;
+    mpool_pool_opts_t o = {.processes = 2, .maxtasksperchild = 3};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    size_t n = 30;
+    item_t *in = items(n);
+    for (size_t i = 0; i < n; i++) in[i].action = A_PID;
+    long pids[30];
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, pids, sizeof *pids, 1), 0);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t same = 0;
+        for (size_t k = 0; k < n; k++) same += pids[k] == pids[i];
+        assert_true(same <= 3);
+        bool earlier = false;
+        for (size_t k = 0; k < i; k++) earlier |= pids[k] == pids[i];
+        distinct += !earlier;
+    }
+    assert_true(distinct >= 10);
+    /* Replacement mid-chunk: chunks of 7 with at most 3 tasks per worker. */
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, pids, sizeof *pids, 7), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t same = 0;
+        for (size_t k = 0; k < n; k++) same += pids[k] == pids[i];
+        assert_true(same <= 3);
+    }
+    free(in);
+    mpool_pool_free(p);
+}
+
+static long init_value;
+static int init_ok(void *arg)
+{
+    init_value = *(long *)arg;
+    return 0;
+}
+static int init_fail(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+static int read_init(const void *in, void *out, void *ctx)
+{
+    (void)in, (void)ctx;
+    *(long *)out = init_value;
+    return 0;
+}
+
+static void test_initializer(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    long arg = 42;
+    mpool_pool_opts_t o = {.processes = 2, .initializer = init_ok, .initarg = &arg};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    long out[8];
+    assert_int_equal(mpool_pool_map(p, read_init, NULL, 8, 0, out, sizeof *out, 1), 0);
+    for (int i = 0; i < 8; i++) assert_int_equal(out[i], 42);
+    assert_int_equal(init_value, 0); /* the parent never ran it */
+    mpool_pool_free(p);
+    o.initializer = init_fail;
+    errno = 0;
+    double t = tu_now();
+    assert_null(mpool_pool_new(&o));
+    assert_int_equal(errno, MPOOL_ETASK);
+    assert_true(tu_now() - t < 5.0);
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void test_close_join(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    assert_int_equal(mpool_pool_join(p, 1.0), EINVAL);
+    size_t n = 200;
+    item_t *in = items(n);
+    for (size_t i = 0; i < n; i++) in[i].action = A_SLEEP, in[i].ms = 1;
+    long out[200];
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 5);
+    assert_int_equal(mpool_pool_close(p), 0);
+    assert_int_equal(mpool_pool_close(p), EINVAL);
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, 0), EINVAL);
+    assert_null(mpool_pool_apply_async(p, task, in, sizeof *in, out, sizeof *out));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(mpool_pool_join(p, WAIT), 0);
+    /* Join waited for the submitted work. */
+    assert_true(mpool_async_ready(a));
+    assert_int_equal(mpool_async_get(a, 0), 0);
+    assert_int_equal(out[199], 199 * 199);
+    mpool_async_free(a);
+    assert_int_equal(mpool_pool_terminate(p), 0);
+    assert_int_equal(mpool_pool_terminate(p), 0);
+    free(in);
+    mpool_pool_free(p);
+}
+
+static void test_terminate_during_map(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    mpool_pool_t *p = pool(2);
+    size_t n = 400;
+    item_t *in = items(n);
+    for (size_t i = 0; i < n; i++) in[i].action = A_SLEEP, in[i].ms = 20;
+    long out[400];
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 1);
+    assert_int_equal(mpool_async_wait(a, 0.1), ETIMEDOUT);
+    double t = tu_now();
+    assert_int_equal(mpool_pool_terminate(p), 0);
+    assert_int_equal(mpool_async_get(a, WAIT), ECANCELED);
+    assert_true(tu_now() - t < 3.0);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.code, ECANCELED);
+    size_t done, total;
+    mpool_async_progress(a, &done, &total);
+    assert_int_equal(done, n);
+    assert_int_equal(mpool_pool_map(p, task, in, 1, sizeof *in, out, sizeof *out, 0), EINVAL);
+    assert_int_equal(mpool_pool_join(p, WAIT), 0);
+    mpool_async_free(a);
+    mpool_pool_free(p);
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+    free(in);
+}
+
+static void test_free_without_join(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    for (int round = 0; round < 3; round++) {
+        mpool_pool_t *p = pool(2);
+        size_t n = 100;
+        item_t *in = items(n);
+        for (size_t i = 0; i < n; i++) in[i].action = A_SLEEP, in[i].ms = 50;
+        long *out = mpool_shm_alloc(n * sizeof *out);
+        mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 1);
+        mpool_iter_t *it = mpool_pool_imap(p, task, in, n, sizeof *in, sizeof(long), 1);
+        assert_non_null(a);
+        assert_non_null(it);
+        if (round == 1) mpool_async_free(a); /* an orphan: released by the pool */
+        double t = tu_now();
+        mpool_pool_free(p); /* handles not freed are released here */
+        assert_true(tu_now() - t < 3.0);
+        mpool_shm_free(out);
+        free(in);
+    }
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
+/* The children of `parent` (the last one found; up to `max` into pids). */
+static pid_t children_of(pid_t parent, pid_t *pids, int max, int *count)
+{
+    pid_t me = parent, found = 0;
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        char *p = strrchr(buf, ')');
+        int ppid = 0;
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me && p[2] != 'Z') {
+            found = atoi(e->d_name);
+            if (n < max) pids[n++] = found;
+        }
+    }
+    if (d) closedir(d);
+    if (count) *count = n;
+    return found;
+}
+
+/* The only child of this process: the pool's fork server. */
+static pid_t only_child(void)
+{
+    return children_of(getpid(), NULL, 0, NULL);
+}
+
+/* Workers SIGKILLed at random instants (in tasks, between them, while
+ * claiming chunks): the map still completes, only items that were running
+ * fail, everything else is right. */
+static void test_random_kills(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    pid_t server = only_child();
+    size_t n = 100000;
+    item_t *in = items(n);
+    long *out = mpool_shm_alloc(n * sizeof *out); /* written in place */
+    for (size_t i = 0; i < n; i++) in[i].action = A_BUSY, in[i].ms = 2;
+    for (size_t cs = 1; cs <= 16; cs *= 4) {
+        memset(out, 0xff, n * sizeof *out);
+        mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, cs);
+        int kills = 0;
+        unsigned seed = 1;
+        while (mpool_async_wait(a, 0.002) == ETIMEDOUT && kills < 100) {
+            pid_t w[8];
+            int nw = 0;
+            children_of(server, w, 8, &nw);
+            if (nw) kills += kill(w[rand_r(&seed) % nw], SIGKILL) == 0;
+        }
+        int err = mpool_async_get(a, WAIT);
+        assert_true(err == 0 || err == MPOOL_EWORKER);
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; i++) wrong += out[i] != (long)(i * i);
+        assert_true(wrong <= (size_t)kills);
+        mpool_failure_t f;
+        if (err) {
+            assert_int_equal(mpool_async_failure(a, &f), 0);
+            assert_int_equal(f.status, SIGKILL);
+        }
+        mpool_async_free(a);
+        assert_true(kills >= 5);
+        print_message("chunksize %zu: %d workers killed, %zu items failed\n", cs, kills, wrong);
+    }
+    /* Still healthy. */
+    assert_int_equal(mpool_pool_map(p, task, in, 1000, sizeof *in, out, sizeof *out, 0), 0);
+    free(in);
+    mpool_shm_free(out);
+    mpool_pool_free(p);
+}
+
+static void test_server_killed(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    mpool_pool_t *p = pool(2);
+    size_t n = 300;
+    item_t *in = items(n);
+    for (size_t i = 0; i < n; i++) in[i].action = A_SLEEP, in[i].ms = 5;
+    long out[300];
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 3);
+    assert_int_equal(mpool_async_wait(a, 0.2), ETIMEDOUT);
+    pid_t server = only_child();
+    assert_true(server > 0);
+    kill(server, SIGKILL);
+    /* No hang, even for a caller that only polls: the pool forks a new
+     * server; items that were running fail with MPOOL_EWORKER (their worker
+     * died with the server), the rest is done. */
+    for (double end = tu_now() + WAIT; !mpool_async_ready(a) && tu_now() < end;)
+        usleep(1000); /* polling on purpose: ready() must notice the death */
+    int err = mpool_async_get(a, 0);
+    assert_true(err == 0 || err == MPOOL_EWORKER);
+    mpool_iter_t *it = mpool_pool_imap(p, task, in, 10, sizeof *in, sizeof(long), 1);
+    for (size_t i = 0; i < 10; i++) {
+        long y;
+        assert_int_equal(mpool_iter_next(it, &y, NULL, WAIT), 0);
+        assert_int_equal(y, (long)(i * i));
+    }
+    mpool_iter_free(it);
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) failed += out[i] != (long)(i * i);
+    assert_true(failed <= 2); /* at most the item each worker was running */
+    mpool_async_free(a);
+    assert_int_equal(mpool_pool_close(p), 0);
+    assert_int_equal(mpool_pool_join(p, WAIT), 0);
+    mpool_pool_free(p);
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+    free(in);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    mpool_pool_opts_t o = {.processes = -1};
+    errno = 0;
+    assert_null(mpool_pool_new(&o));
+    assert_int_equal(errno, EINVAL);
+    o = (mpool_pool_opts_t){.task_timeout = -1};
+    assert_null(mpool_pool_new(&o));
+    assert_int_equal(errno, EINVAL);
+    mpool_pool_t *p = pool(1);
+    item_t in = {0};
+    long y;
+    assert_int_equal(mpool_pool_map(NULL, task, &in, 1, sizeof in, &y, 8, 0), EINVAL);
+    assert_int_equal(mpool_pool_map(p, NULL, &in, 1, sizeof in, &y, 8, 0), EINVAL);
+    assert_int_equal(mpool_pool_map(p, task, NULL, 1, sizeof in, &y, 8, 0), EINVAL);
+    assert_int_equal(mpool_pool_map(p, task, &in, 1, sizeof in, NULL, 8, 0), EINVAL);
+    assert_int_equal(mpool_pool_map(p, task, &in, SIZE_MAX, 16, &y, 8, 0), EINVAL);
+    assert_int_equal(mpool_pool_apply(NULL, task, &in, sizeof in, &y, 8), EINVAL);
+    assert_null(mpool_pool_imap(p, NULL, &in, 1, sizeof in, 8, 0));
+    assert_int_equal(errno, EINVAL);
+    assert_null(mpool_pool_imap_unordered(NULL, task, &in, 1, sizeof in, 8, 0));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(mpool_iter_next(NULL, NULL, NULL, 0), EINVAL);
+    assert_int_equal(mpool_async_wait(NULL, 0), EINVAL);
+    assert_int_equal(mpool_async_get(NULL, 0), EINVAL);
+    assert_false(mpool_async_ready(NULL));
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(NULL, &f), EINVAL);
+    size_t done = 1, total = 1;
+    mpool_async_progress(NULL, &done, &total);
+    assert_int_equal(done + total, 0);
+    assert_int_equal(mpool_pool_close(NULL), EINVAL);
+    assert_int_equal(mpool_pool_join(NULL, 0), EINVAL);
+    assert_int_equal(mpool_pool_terminate(NULL), EINVAL);
+    mpool_async_free(NULL);
+    mpool_iter_free(NULL);
+    mpool_pool_free(NULL);
+    mpool_pool_free(p);
+}
+
+static void test_no_leaks(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    for (int k = 0; k < 3; k++) {
+        mpool_pool_t *p = pool(0);
+        item_t *in = items(100);
+        long out[100];
+        assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 0), 0);
+        assert_int_equal(mpool_pool_close(p), 0);
+        assert_int_equal(mpool_pool_join(p, WAIT), 0);
+        mpool_pool_free(p);
+        free(in);
+    }
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_map_results),
+        cmocka_unit_test(test_apply_ctx),
+        cmocka_unit_test(test_imap),
+        cmocka_unit_test(test_task_failure),
+        cmocka_unit_test(test_crash_points),
+        cmocka_unit_test(test_task_timeout),
+        cmocka_unit_test(test_maxtasksperchild),
+        cmocka_unit_test(test_initializer),
+        cmocka_unit_test(test_close_join),
+        cmocka_unit_test(test_terminate_during_map),
+        cmocka_unit_test(test_free_without_join),
+        cmocka_unit_test(test_server_killed),
+        cmocka_unit_test(test_random_kills),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_no_leaks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
