@@ -220,8 +220,8 @@ static void buf_need(mpi_buf *b, size_t len)
 
 static void nap(unsigned idle)
 {
-    unsigned shift = idle < 7 ? idle : 7;
-    struct timespec ts = {0, 10000L << shift}; /* 10 us .. 1.3 ms */
+    unsigned shift = idle < 6 ? idle : 6;
+    struct timespec ts = {0, 10000L << shift}; /* 10 us .. 640 us */
     nanosleep(&ts, NULL);
 }
 
@@ -402,6 +402,7 @@ static mpool_pool_t *pool_alloc(const mpool_mpi_opts_t *o, int nworkers, int siz
     p->ops = &mpi_ops;
     p->opts = o->pool;
     p->opts.processes = nworkers;
+    pthread_mutex_init(&p->lock, NULL); /* as mpool_pool_new does; destroyed by mpool_pool_free */
     return p;
 }
 
@@ -411,6 +412,7 @@ static void pool_dealloc(mpool_pool_t *p)
     mpi_pool *mp = p->impl;
     mpool__mpi_eng_free(mp->eng);
     free(mp);
+    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 

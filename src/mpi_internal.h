@@ -31,11 +31,6 @@
 #include "mpool/mpi.h"
 #include "pool_backend.h"
 
-#ifndef MPOOL__CHUNK_STARTED /* older seam: no flags beside REPORTED */
-#define MPOOL__CHUNK_STARTED 0u
-#define MPOOL__CHUNK_COUNT   0x3fffffffu
-#endif
-
 enum { MPI_TAG_TASK = 7001, MPI_TAG_RESULT, MPI_TAG_STOP, MPI_TAG_BYE };
 
 typedef struct {
@@ -77,9 +72,11 @@ static inline struct timespec mpi_after(double seconds)
 }
 
 /* Adaptive queue at each worker: 2 to MPI_DEPTH_MAX pieces, enough for
- * MPI_QUEUE_TIME seconds of its work. */
+ * MPI_QUEUE_TIME seconds of its work, well over the longest nap of the
+ * master's thread while pieces are in flight (MPI_NAP_MAX = 160 us), so
+ * that a worker never runs dry while the master sleeps. */
 #define MPI_DEPTH_MAX  64
-#define MPI_QUEUE_TIME 300e-6
+#define MPI_QUEUE_TIME 500e-6
 
 /* Largest message the engine builds: chunks are cut to stay below it. */
 #define MPI_MSG_LIMIT ((size_t)64 << 20)

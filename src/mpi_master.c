@@ -21,7 +21,7 @@
  * Waiting without burning a CPU. Open MPI's blocking calls poll; on a machine
  * where the workers need every core, a polling master steals a third of the
  * time. So the thread polls (MPI_Iprobe) briefly after activity, then sleeps
- * on `wake_cv` with a timeout doubling from 20 us to 1.3 ms, and without a
+ * on `wake_cv` with a timeout doubling from 20 us to MPI_NAP_MAX, and without a
  * timeout when nothing is in flight. Submissions and stop requests signal
  * `wake_cv`.
  */
@@ -322,8 +322,8 @@ static void backoff(mpi_eng_t *e, unsigned idle)
         return;
     }
     if (idle < 64) return; /* some tens of us of polling: answers come quickly */
-    unsigned shift = idle - 64 < 6 ? idle - 64 : 6;
-    struct timespec ts = mpi_after(20e-6 * (double)(1u << shift));
+    unsigned shift = idle - 64 < 3 ? idle - 64 : 3;
+    struct timespec ts = mpi_after(20e-6 * (double)(1u << shift)); /* up to MPI_NAP_MAX */
     pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
 }
 

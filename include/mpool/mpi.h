@@ -82,7 +82,7 @@ typedef struct {
     mpool_pool_opts_t pool;
     size_t ctx_size;   /* bytes of pool.ctx sent to the workers; 0: tasks get NULL */
     unsigned inflight; /* pieces queued at each worker, at most 64; 0: adaptive, 2 or
-                          more: enough to cover ~300 us of that worker's work */
+                          more: enough to cover ~500 us of that worker's work */
 } mpool_mpi_opts_t;
 
 /* Creates the MPI pool. Collective: every rank calls it with its own argc,
