@@ -72,11 +72,12 @@ static inline struct timespec mpi_after(double seconds)
 }
 
 /* Adaptive queue at each worker: 2 to MPI_DEPTH_MAX pieces, enough for
- * MPI_QUEUE_TIME seconds of its work, well over the longest nap of the
- * master's thread while pieces are in flight (MPI_NAP_MAX = 160 us), so
- * that a worker never runs dry while the master sleeps. */
+ * MPI_QUEUE_TIME seconds of its work, so that a worker does not run dry
+ * while the master's thread waits for a CPU or naps (it naps at most half
+ * the queued work, and never over MPI_NAP_MAX). */
 #define MPI_DEPTH_MAX  64
 #define MPI_QUEUE_TIME 500e-6
+#define MPI_NAP_MAX    1.28e-3
 
 /* Largest message the engine builds: chunks are cut to stay below it. */
 #define MPI_MSG_LIMIT ((size_t)64 << 20)

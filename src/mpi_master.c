@@ -21,7 +21,7 @@
  * Waiting without burning a CPU. Open MPI's blocking calls poll; on a machine
  * where the workers need every core, a polling master steals a third of the
  * time. So the thread polls (MPI_Iprobe) briefly after activity, then sleeps
- * on `wake_cv` with a timeout doubling from 20 us to MPI_NAP_MAX, and without a
+ * on `wake_cv` with a timeout doubling from 20 us up to nap_cap(), and without a
  * timeout when nothing is in flight. Submissions and stop requests signal
  * `wake_cv`.
  */
@@ -314,6 +314,25 @@ static bool poll_results(mpi_eng_t *e)
 
 /* ---- the communication thread --------------------------------------------- */
 
+/* The longest the master may nap with pieces in flight: less than half the
+ * work still queued at the busiest-fed worker (so it is refilled before it
+ * runs dry), an eighth of a piece when a worker has only its last one (so
+ * the answer is taken soon after it comes). 160 us while nothing is known. */
+static double nap_cap(const mpi_eng_t *e)
+{
+    double cap = MPI_NAP_MAX;
+    bool known = false;
+    for (int w = 0; w < e->nworkers; w++) {
+        const mpi_wk *wk = &e->w[w];
+        if (wk->n == 0) continue;
+        if (wk->busy <= 0) return 160e-6;
+        double c = wk->n > 1 ? wk->busy * (wk->n - 1) / 2 : wk->busy / 8;
+        if (!known || c < cap) cap = c;
+        known = true;
+    }
+    return cap < 20e-6 ? 20e-6 : cap > MPI_NAP_MAX ? MPI_NAP_MAX : cap;
+}
+
 /* After `idle` fruitless rounds: poll on, or sleep on wake_cv. Under mu. */
 static void backoff(mpi_eng_t *e, unsigned idle)
 {
@@ -322,8 +341,9 @@ static void backoff(mpi_eng_t *e, unsigned idle)
         return;
     }
     if (idle < 64) return; /* some tens of us of polling: answers come quickly */
-    unsigned shift = idle - 64 < 3 ? idle - 64 : 3;
-    struct timespec ts = mpi_after(20e-6 * (double)(1u << shift)); /* up to MPI_NAP_MAX */
+    unsigned shift = idle - 64 < 6 ? idle - 64 : 6;
+    double nap = 20e-6 * (double)(1u << shift), cap = nap_cap(e);
+    struct timespec ts = mpi_after(nap < cap ? nap : cap);
     pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
 }
 
