@@ -251,9 +251,11 @@ static bool stop_pending(void)
 static bool worker_run(const mpi_worker *w, const char *msg, size_t len, mpi_buf *res)
 {
     mpi_task_hdr h;
+    if (len < sizeof h) MPI_Abort(MPI_COMM_WORLD, 72);
     memcpy(&h, msg, sizeof h);
-    if (len < sizeof h || h.task >= w->ntasks || h.count > MPI_MSG_LIMIT ||
-        len != sizeof h + h.count * h.in_size || h.count * (h.out_size + 4) > MPI_MSG_LIMIT)
+    if (h.task >= w->ntasks || h.in_size > MPI_ITEM_MAX || h.out_size > MPI_ITEM_MAX ||
+        h.count > MPI_MSG_LIMIT || len != sizeof h + h.count * h.in_size ||
+        (h.count > 1 && h.count * (h.out_size + 4) > MPI_MSG_LIMIT))
         MPI_Abort(MPI_COMM_WORLD, 72); /* mismatched binaries */
     size_t rlen = sizeof(mpi_result_hdr) + h.count * (h.out_size + 4);
     buf_need(res, rlen);
@@ -336,7 +338,8 @@ static int op_start(mpool_pool_t *p)
 static int op_submit(mpool_pool_t *p, mpool__job_t *job)
 {
     int task = mpool__mpi_task_id(job->fn);
-    return task < 0 ? EINVAL : mpool__mpi_eng_submit(eng_of(p), job, task);
+    if (task < 0 || job->in_size > MPI_ITEM_MAX || job->out_size > MPI_ITEM_MAX) return EINVAL;
+    return mpool__mpi_eng_submit(eng_of(p), job, task);
 }
 
 static uint32_t op_event(mpool_pool_t *p)

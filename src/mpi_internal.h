@@ -79,8 +79,11 @@ static inline struct timespec mpi_after(double seconds)
 #define MPI_QUEUE_TIME 500e-6
 #define MPI_NAP_MAX    1.28e-3
 
-/* Largest message the engine builds: chunks are cut to stay below it. */
+/* Messages the engine builds stay under MPI_MSG_LIMIT (chunks are cut into
+ * pieces), except for a single item bigger than that; items over
+ * MPI_ITEM_MAX are refused (MPI counts are ints). */
 #define MPI_MSG_LIMIT ((size_t)64 << 20)
+#define MPI_ITEM_MAX  ((size_t)1 << 30)
 
 /* ---- registry (mpi.c) ---- */
 int mpool__mpi_task_id(mpool_task_fn fn); /* -1 if not registered */

@@ -12,18 +12,19 @@
  * for absolute deadlines), the communication thread on `wake_cv`.
  *
  * Self-scheduling. Each worker has a ring of slots: the pieces sent to it and
- * not yet answered, oldest first (how many: worker_limit). The thread keeps every ring full
- * from the job queue (FIFO, one piece at a time round the workers), so a
- * worker finds its next piece already queued when it finishes one, and a
- * fast worker, answering sooner, is sent more than a slow one. A piece is a
- * chunk, or a part of one when the chunk would not fit in MPI_MSG_LIMIT.
+ * not yet answered, oldest first (how many: worker_limit). The thread keeps
+ * every ring full from the job queue (FIFO, one piece at a time round the
+ * workers), so a worker finds its next piece already queued when it finishes
+ * one, and a fast worker, answering sooner, is sent more than a slow one. A
+ * piece is a chunk, or a part of one when the chunk would not fit in
+ * MPI_MSG_LIMIT (an item bigger than that travels alone).
  *
  * Waiting without burning a CPU. Open MPI's blocking calls poll; on a machine
  * where the workers need every core, a polling master steals a third of the
  * time. So the thread polls (MPI_Iprobe) briefly after activity, then sleeps
- * on `wake_cv` with a timeout doubling from 20 us up to nap_cap(), and without a
- * timeout when nothing is in flight. Submissions and stop requests signal
- * `wake_cv`.
+ * on `wake_cv` with a timeout doubling from 20 us up to nap_cap(), and
+ * without a timeout when nothing is in flight. Submissions and stop requests
+ * signal `wake_cv`.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -111,7 +112,7 @@ static size_t piece_len(const mpi_run *r)
     size_t count = (end > j->n ? j->n : end) - r->next;
     size_t item = j->in_size > j->out_size + 4 ? j->in_size : j->out_size + 4;
     size_t cap = (MPI_MSG_LIMIT - sizeof(mpi_task_hdr)) / item;
-    return count < cap ? count : cap;
+    return count < cap ? count : cap ? cap : 1;
 }
 
 /* Pieces to keep queued at a worker. Adaptive: enough to cover
@@ -290,26 +291,27 @@ static int receive(mpi_eng_t *e, int tag, int *src, size_t *len)
 }
 
 /* Takes every answer there is, refilling the workers' queues as it goes;
- * then one wake-up for the waiters (not one per answer: with short tasks,
- * waking the user's thread for each would cost more than the tasks). */
+ * wakes the waiters once per batch (at most 64 answers), not once per
+ * answer: with short tasks, waking the user's thread for each would cost
+ * more than the tasks. */
 static bool poll_results(mpi_eng_t *e)
 {
-    bool any = false;
+    unsigned got = 0;
     int src;
     size_t len;
     while (receive(e, MPI_TAG_RESULT, &src, &len) >= 0) {
         pthread_mutex_lock(&e->mu);
         deliver(e, src, len);
         dispatch(e);
+        if (++got % 64 == 0) bump(e);
         pthread_mutex_unlock(&e->mu);
-        any = true;
     }
-    if (any) {
+    if (got % 64) {
         pthread_mutex_lock(&e->mu);
         bump(e);
         pthread_mutex_unlock(&e->mu);
     }
-    return any;
+    return got > 0;
 }
 
 /* ---- the communication thread --------------------------------------------- */
