@@ -14,10 +14,16 @@
  *         mpool_pool_free(pool);                       // the worker ranks exit
  *     }
  *
- * and `mpirun -np 3 ./prog` (1 master + 2 workers; on several hosts:
- * `mpirun --hostfile hosts -np 9 ./prog`, the binary at the same path on
- * every host). Link with libmpool_mpi (CMake: mpool::mpool_mpi); this header
- * is not included by <mpool.h>.
+ * and `mpirun -np 3 ./prog` (rank 0 + 2 worker ranks). On several hosts, put
+ * the binary at the same path on each (or on a shared file system) and
+ * list the hosts with their slots in a hostfile:
+ *
+ *     node1 slots=9                # rank 0 + 8 workers
+ *     node2 slots=8
+ *     mpirun --hostfile hosts -np 17 ./prog
+ *
+ * Link with libmpool_mpi (CMake: mpool::mpool_mpi); this header is not
+ * included by <mpool.h>.
  *
  * Tasks by name. Function pointers do not cross hosts, so every task is
  * registered under a name on every rank before the pool is created. On rank 0
@@ -26,30 +32,36 @@
  * function when the pool starts (a name missing on a worker makes
  * mpool_mpi_pool_new fail with EINVAL on rank 0).
  *
- * Data travels by value: input items are sent to the workers, output items
- * come back and are written into `out` by a thread of rank 0 (so `out` may be
- * ordinary memory). The task's ctx is a copy of rank 0's opts.pool.ctx
- * (ctx_size bytes), made once when the pool starts. The initializer, if any,
- * runs once on each worker rank (each rank uses its own opts: the pointer is
- * local). Work is self-scheduled: rank 0 keeps a few chunks queued at each
- * worker (opts.inflight) and sends the next one to whichever worker returns
- * one, so fast and slow hosts both stay busy.
+ * Data travels by value: the input items of a chunk are sent to a worker,
+ * its output items come back; `in` and `out` behave as with the local pool
+ * (`in` is read by the time the call returns, `out` is filled by the time
+ * wait/get return 0). Items are at most 1 GiB (EINVAL beyond). The task's ctx
+ * is a copy of rank 0's opts.pool.ctx (ctx_size bytes), made once when the
+ * pool starts. The initializer, if any, runs once on each worker rank (each
+ * rank uses its own opts: the pointer is local). Work is self-scheduled:
+ * rank 0 keeps a few chunks queued at each worker (opts.inflight) and sends
+ * the next one to whichever worker answers, so fast and slow hosts both stay
+ * busy; the default chunksize follows the local rule with the number of
+ * worker ranks. Each chunk costs a message each way (a few us on one host,
+ * more across a network): use chunksize 1 only for tasks far longer.
  *
  * Failures: a task returning non-zero fails its item with MPOOL_ETASK, as
  * locally. A worker rank that DIES (signal, exit, node lost) cannot be
  * replaced: MPI ends the whole job -- mpirun kills every rank, rank 0
  * included, and exits with a non-zero status. Nothing hangs, but rank 0 does
  * not get to see MPOOL_EWORKER. For the same reason maxtasksperchild and
- * task_timeout are not supported (EINVAL). terminate cancels every queued
- * chunk at once (ECANCELED), but a task already running on a worker runs to
- * its end: mpool_pool_join and mpool_pool_free wait for it.
+ * task_timeout are not supported (EINVAL). terminate fails every unfinished
+ * item with ECANCELED at once and the workers drop their queued chunks, but a
+ * worker looks for the stop only between items (every 5 ms at most): one
+ * long task runs to its end, and mpool_pool_free waits for it.
  *
  * MPI: mpool_mpi_pool_new calls MPI_Init_thread (MPI_THREAD_SERIALIZED)
- * unless MPI is already initialized; rank 0 then runs one communication
- * thread, the only thread that calls MPI until the pool is freed. Never fork
- * after MPI_Init (Open MPI forbids it): create local pools before, not after.
+ * unless MPI is already initialized (then at least that thread level is
+ * required); rank 0 then runs one communication thread, the only thread
+ * that calls MPI until the pool is freed: do not call MPI yourself meanwhile.
+ * Never fork after MPI_Init (Open MPI forbids it): make local pools before.
  * One MPI pool per run: the worker ranks exit when it is freed, and when
- * libmpool initialized MPI, mpool_pool_free calls MPI_Finalize.
+ * libmpool initialized MPI, mpool_pool_free finalizes it.
  */
 #ifndef MPOOL_MPI_H
 #define MPOOL_MPI_H
@@ -86,16 +98,20 @@ typedef struct {
 } mpool_mpi_opts_t;
 
 /* Creates the MPI pool. Collective: every rank calls it with its own argc,
- * argv (passed to MPI_Init, may be NULL) and opts (may be NULL: defaults).
+ * argv (passed to MPI_Init, may be NULL) and the same opts (NULL: defaults).
  *
- * On rank 0 it returns the pool, or NULL with errno: EINVAL (bad opts -- then
- * on every rank, before MPI starts --, fewer than 2 ranks, a task name
- * unknown on a worker rank, MPI already finalized or a pool already created),
- * MPOOL_ETASK (the initializer failed on a worker rank), ENOMEM, EAGAIN (no
- * thread). After a NULL past MPI_Init, MPI is left initialized.
+ * Bad opts (processes < 0, maxtasksperchild or task_timeout not 0, ctx_size
+ * over 64 MiB or without ctx, inflight over 64) return NULL with EINVAL on
+ * every rank, before MPI starts. Past that, on rank 0 it returns the pool, or
+ * NULL with errno: EINVAL (fewer than 2 ranks, processes > ranks - 1, a task
+ * name unknown on a worker rank, MPI thread level too low, MPI already
+ * finalized, a pool already created), MPOOL_ETASK (the initializer failed on
+ * a worker rank), ENOMEM, EAGAIN (no thread). After such a NULL, MPI is
+ * finalized if libmpool initialized it.
  *
- * On ranks > 0 it never returns: the rank serves tasks until the pool is
- * freed (or fails to start), calls MPI_Finalize and exit(0). */
+ * On ranks > 0 it never returns once MPI started: the rank serves tasks until
+ * the pool is freed (or fails to start), calls MPI_Finalize and exit(0). A
+ * rank beyond `processes` serves nothing and waits for the end likewise. */
 MPOOL_API mpool_pool_t *mpool_mpi_pool_new(int *argc, char ***argv, const mpool_mpi_opts_t *opts);
 
 /* This process's rank and the number of ranks (both 0 before MPI_Init). */
