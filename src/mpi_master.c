@@ -335,7 +335,25 @@ static double nap_cap(const mpi_eng_t *e)
     return cap < 20e-6 ? 20e-6 : cap > MPI_NAP_MAX ? MPI_NAP_MAX : cap;
 }
 
-/* After `idle` fruitless rounds: poll on, or sleep on wake_cv. Under mu. */
+/* Seconds until the earliest answer expected from a worker with pieces in
+ * flight (its last answer + its time per piece), or 0 if one is due or
+ * unknown. */
+static double next_answer_in(const mpi_eng_t *e)
+{
+    double now = mpi_now(), next = -1;
+    for (int w = 0; w < e->nworkers; w++) {
+        const mpi_wk *wk = &e->w[w];
+        if (wk->n == 0) continue;
+        if (wk->busy <= 0) return 0;
+        double t = wk->last + wk->busy - now;
+        if (next < 0 || t < next) next = t;
+    }
+    return next > 0 ? next : 0;
+}
+
+/* After `idle` fruitless rounds: poll on, or sleep on wake_cv. Under mu.
+ * The nap lasts until the next answer is expected; once that is past, it
+ * doubles from 20 us; never over nap_cap(). */
 static void backoff(mpi_eng_t *e, unsigned idle)
 {
     if (e->inflight == 0 && !e->qhead) {
@@ -344,7 +362,8 @@ static void backoff(mpi_eng_t *e, unsigned idle)
     }
     if (idle < 64) return; /* some tens of us of polling: answers come quickly */
     unsigned shift = idle - 64 < 6 ? idle - 64 : 6;
-    double nap = 20e-6 * (double)(1u << shift), cap = nap_cap(e);
+    double nap = next_answer_in(e), cap = nap_cap(e);
+    if (nap < 20e-6) nap = 20e-6 * (double)(1u << shift);
     struct timespec ts = mpi_after(nap < cap ? nap : cap);
     pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
 }
