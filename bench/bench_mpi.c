@@ -9,6 +9,7 @@
  *   map_local_ns, map_mpi_ns            x*x over 1,000,000 longs, default chunksize
  *   task_local_us, task_mpi_us          per item at chunksize 1 (20,000 items)
  *   mpi_start_ms                        mpool_mpi_pool_new on rank 0 (MPI_Init included)
+ * BENCH_INFLIGHT=k in the environment fixes opts.inflight (default: adaptive).
  */
 #include <mpool.h>
 #include <mpool/mpi.h>

@@ -484,12 +484,28 @@ static int rank_death(int argc, char **argv, const mpool_mpi_opts_t *o)
     return 0;
 }
 
+/* Under mpirun: 1 worker of 2 spare ranks, no ctx (tasks get NULL). */
+static int spare_rank_mode(int argc, char **argv)
+{
+    mpool_mpi_opts_t o = {.pool.processes = 1};
+    mpool_pool_t *p = mpool_mpi_pool_new(&argc, &argv, &o);
+    if (!p) return 1;
+    long xs[100], ys[100];
+    for (int i = 0; i < 100; i++) xs[i] = i;
+    int bad = mpool_pool_map(p, square, xs, 100, sizeof(long), ys, sizeof(long), 0) != 0;
+    for (int i = 0; i < 100; i++) bad |= ys[i] != (long)i * i;
+    bad |= mpool_pool_map(p, add_ctx, xs, 4, sizeof(long), ys, sizeof(long), 0) != MPOOL_ETASK;
+    mpool_pool_free(p);
+    return bad;
+}
+
 /* Under mpirun, one way for the start to fail; rank 0 returns 0 when it
  * failed as it should (ranks > 0 exit inside mpool_mpi_pool_new). */
 static int start_error_mode(int argc, char **argv, const char *mode)
 {
     mpool_mpi_opts_t o = {0};
     int want = EINVAL;
+    if (strcmp(mode, "spare-rank") == 0) return spare_rank_mode(argc, argv);
     if (strcmp(mode, "init-fails") == 0) {
         o.pool.initializer = init_fails;
         want = MPOOL_ETASK;
@@ -511,12 +527,13 @@ static int start_error_mode(int argc, char **argv, const char *mode)
     return mpool_mpi_rank() == 0 && mpool_mpi_size() == 0 ? 0 : 1;
 }
 
-/* Not under mpirun: runs each failing start as its own MPI job, each bounded. */
+/* Not under mpirun: runs each failing start (and a pool using 1 of 2 worker
+ * ranks) as its own MPI job, each bounded. */
 static int start_errors(const char *self)
 {
-    const char *modes[] = {"init-fails", "missing-name", "too-many"};
+    const char *modes[] = {"init-fails", "missing-name", "too-many", "spare-rank"};
     int bad = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -533,7 +550,7 @@ static int start_errors(const char *self)
 
 int main(int argc, char **argv)
 {
-    registry_ok = true;
+    registry_ok = mpool_mpi_rank() == 0 && mpool_mpi_size() == 0; /* before MPI_Init */
     register_tasks();
     mpool_mpi_opts_t bad = {.pool.maxtasksperchild = 3};
     errno = 0;
