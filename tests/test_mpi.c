@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <mpool/mpi.h>
 
 static mpool_pool_t *pool;
@@ -362,6 +363,35 @@ static void test_many_maps(void **state)
     }
 }
 
+/* Maps from two threads of rank 0 at once (one communication thread
+ * serves both). */
+static void *map_thread(void *arg)
+{
+    long base = *(long *)arg, xs[300], ys[300];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 300; i++) xs[i] = base + round + i;
+        if (mpool_pool_map(pool, square, xs, 300, sizeof(long), ys, sizeof(long), round % 4))
+            return (void *)1;
+        for (int i = 0; i < 300; i++)
+            if (ys[i] != xs[i] * xs[i]) return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    long bases[2] = {0, 100000};
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&t[k], NULL, map_thread, &bases[k]), 0);
+    for (int k = 0; k < 2; k++) {
+        void *rv;
+        pthread_join(t[k], &rv);
+        assert_null(rv);
+    }
+}
+
 /* Items of 4 KiB in one chunk of 80 MB: cut into several messages. */
 static void test_big_chunk(void **state)
 {
@@ -585,6 +615,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ctx_by_value),
         cmocka_unit_test(test_initializer_ran),
         cmocka_unit_test(test_many_maps),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_big_chunk),
         cmocka_unit_test(test_terminate), /* replaced by test_close_join with 2 ranks */
     };
