@@ -7,7 +7,10 @@
  * stdout. Metrics:
  *   pi_seq_s, pi_local_s, pi_mpi_s      pi integral, N = 2e8, 200 spans, chunksize 1
  *   map_local_ns, map_mpi_ns            x*x over 1,000,000 longs, default chunksize
- *   task_local_us, task_mpi_us          per item at chunksize 1 (20,000 items)
+ *   task_local_us, task_mpi_us          per item at chunksize 1 (20,000 items; the MPI
+ *                                       engine sends many such chunks per message)
+ *   apply_local_us, apply_mpi_us        round trip of one mpool_pool_apply (one message
+ *                                       each way for MPI)
  *   mpi_start_ms                        mpool_mpi_pool_new on rank 0 (MPI_Init included)
  * BENCH_INFLIGHT=k in the environment fixes opts.inflight (default: adaptive).
  */
@@ -88,12 +91,17 @@ static int measure(mpool_pool_t *pool, const char *suffix)
     double t2 = bench_now();
     err |= mpool_pool_map(pool, square, xs, m, sizeof(long), ys, sizeof(long), 1);
     double t3 = bench_now();
+    size_t k = m / 10;
+    for (size_t i = 0; i < k; i++) err |= mpool_pool_apply(pool, square, &xs[i], 8, &ys[i], 8);
+    double t4 = bench_now();
     snprintf(name, sizeof name, "pi_%s_s", suffix);
     bench_result(name, t1 - t0, "s");
     snprintf(name, sizeof name, "map_%s_ns", suffix);
     bench_result(name, (t2 - t1) * 1e9 / (double)n, "ns");
     snprintf(name, sizeof name, "task_%s_us", suffix);
     bench_result(name, (t3 - t2) * 1e6 / (double)m, "us");
+    snprintf(name, sizeof name, "apply_%s_us", suffix);
+    bench_result(name, (t4 - t3) * 1e6 / (double)k, "us");
     free(xs);
     free(ys);
     return err;
@@ -154,5 +162,6 @@ int main(int argc, char **argv)
     bench_ratio("local pi speed-up over sequential", "pi_seq_s", "pi_local_s");
     bench_ratio("mpi / local per-item map (default chunksize)", "map_mpi_ns", "map_local_ns");
     bench_ratio("mpi / local per-task at chunksize 1", "task_mpi_us", "task_local_us");
+    bench_ratio("mpi / local apply round trip", "apply_mpi_us", "apply_local_us");
     return err ? 1 : 0;
 }

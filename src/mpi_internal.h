@@ -79,6 +79,9 @@ static inline struct timespec mpi_after(double seconds)
 #define MPI_QUEUE_TIME 500e-6
 #define MPI_NAP_MAX    1.28e-3
 
+/* Short chunks are sent together, up to this much work per message. */
+#define MPI_PIECE_TIME 100e-6
+
 /* Messages the engine builds stay under MPI_MSG_LIMIT (chunks are cut into
  * pieces), except for a single item bigger than that; items over
  * MPI_ITEM_MAX are refused (MPI counts are ints). */

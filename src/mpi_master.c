@@ -39,7 +39,9 @@
 typedef struct mpi_run {
     mpool__job_t *job;
     int task;
-    size_t next; /* first item not yet sent */
+    size_t next;   /* first item not yet sent */
+    size_t piece;  /* items in the last piece sent */
+    double item_s; /* seconds per item seen by the workers, averaged; 0: unknown */
     unsigned refs;
     struct mpi_run *qnext;
 } mpi_run;
@@ -104,15 +106,28 @@ static void queue_pop(mpi_eng_t *e)
     run_unref(r);
 }
 
-/* Items of r's next piece: to the end of its chunk, cut to fit a message. */
+/* Items of r's next piece: to the end of the current chunk, cut to fit a
+ * message. Where chunks are tiny (short tasks, chunksize 1), whole chunks
+ * are added while the piece stays under MPI_PIECE_TIME of work by this
+ * job's measured time per item, growing at most twofold per piece: one
+ * message then carries many chunks, so the per-message cost (a few us here,
+ * more across a network) does not dominate, while long tasks still go one
+ * chunk at a time and balance. */
 static size_t piece_len(const mpi_run *r)
 {
     const mpool__job_t *j = r->job;
-    size_t end = (r->next / j->chunksize + 1) * j->chunksize;
+    size_t cs = j->chunksize, end = (r->next / cs + 1) * cs;
     size_t count = (end > j->n ? j->n : end) - r->next;
     size_t item = j->in_size > j->out_size + 4 ? j->in_size : j->out_size + 4;
     size_t cap = (MPI_MSG_LIMIT - sizeof(mpi_task_hdr)) / item;
-    return count < cap ? count : cap ? cap : 1;
+    if (count >= cap) return cap ? cap : 1;
+    if (r->item_s <= 0) return count;
+    double want = MPI_PIECE_TIME / r->item_s;
+    if (want > 2.0 * (double)r->piece) want = 2.0 * (double)r->piece;
+    if (want > (double)cap) want = (double)cap;
+    while (r->next + count < j->n && (double)(count + cs) <= want)
+        count = (r->next + count + cs > j->n ? j->n - r->next : count + cs);
+    return count;
 }
 
 /* Pieces to keep queued at a worker. Adaptive: enough to cover
@@ -161,13 +176,14 @@ static bool dispatch_one(mpi_eng_t *e, int w)
     mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->ring];
     if (!slot_fill(s, r)) return false; /* out of memory: retried later */
     mpool__job_t *j = r->job;
-    size_t c = r->next / j->chunksize;
-    if (r->next % j->chunksize == 0) /* chunks start in increasing order */
+    size_t cs = j->chunksize; /* chunks start in increasing order */
+    for (size_t c = (r->next + cs - 1) / cs; c * cs < r->next + s->count; c++)
         __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED, __ATOMIC_RELEASE);
     MPI_Isend(s->buf, (int)(sizeof(mpi_task_hdr) + s->count * j->in_size), MPI_BYTE, w + 1,
               MPI_TAG_TASK, MPI_COMM_WORLD, &s->req);
     r->refs++;
     r->next += s->count;
+    r->piece = s->count;
     if (r->next == j->n) queue_pop(e);
     wk->n++;
     e->inflight++;
@@ -234,9 +250,13 @@ static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs,
         else if (os)
             memcpy(j->out + (start + i) * os, outs + i * os, os);
     }
-    uint32_t *cd = &j->chunk_done[start / j->chunksize];
-    uint32_t now = __atomic_load_n(cd, __ATOMIC_RELAXED) & MPOOL__CHUNK_COUNT;
-    __atomic_store_n(cd, MPOOL__CHUNK_STARTED | (uint32_t)(now + count), __ATOMIC_RELEASE);
+    size_t cs = j->chunksize, end = start + count;
+    for (size_t c = start / cs; c * cs < end; c++) { /* the chunks it covers */
+        size_t lo = c * cs > start ? c * cs : start, hi = (c + 1) * cs < end ? (c + 1) * cs : end;
+        uint32_t *cd = &j->chunk_done[c];
+        uint32_t now = __atomic_load_n(cd, __ATOMIC_RELAXED) & MPOOL__CHUNK_COUNT;
+        __atomic_store_n(cd, MPOOL__CHUNK_STARTED | (uint32_t)(now + hi - lo), __ATOMIC_RELEASE);
+    }
 }
 
 /* Matches the message in e->scratch from worker rank `src` with that worker's
@@ -255,8 +275,11 @@ static void deliver(mpi_eng_t *e, int src, size_t len)
         MPI_Abort(MPI_COMM_WORLD, 71);
     MPI_Wait(&s->req, MPI_STATUS_IGNORE); /* answered, so it was received */
     double now = mpi_now();
-    if (wk->n > 1 && wk->last > 0) /* it was busy since its last answer */
-        wk->busy = wk->busy > 0 ? 0.75 * wk->busy + 0.25 * (now - wk->last) : now - wk->last;
+    if (wk->n > 1 && wk->last > 0) { /* it was busy since its last answer */
+        double dt = now - wk->last, per = dt / (double)s->count;
+        wk->busy = wk->busy > 0 ? 0.75 * wk->busy + 0.25 * dt : dt;
+        r->item_s = r->item_s > 0 ? 0.75 * r->item_s + 0.25 * per : per;
+    }
     wk->last = now;
     if (!e->terminated)
         record(r->job, s->start, s->count, e->scratch + sizeof h + s->count * r->job->out_size,

@@ -291,6 +291,45 @@ static void test_task_failure(void **state)
     free(xs);
 }
 
+/* Many short tasks at chunksize 1: sent many chunks per message once the
+ * engine has timed them; failures and progress stay per item and chunk. */
+static void test_short_tasks_batched(void **state)
+{
+    (void)state;
+    size_t n = 30000, fails = 0;
+    long *xs = seq_longs(n), *ys = malloc(n * sizeof *ys);
+    mpool_async_t *a =
+        mpool_pool_map_async(pool, fail_some, xs, n, sizeof(long), ys, sizeof(long), 1);
+    assert_int_equal(mpool_async_get(a, 60), MPOOL_ETASK);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.index, 3);
+    for (size_t i = 0; i < n; i++)
+        if (i % 7 != 3) assert_int_equal(ys[i], -(long)i);
+    mpool_async_free(a);
+    mpool_iter_t *it =
+        mpool_pool_imap_unordered(pool, fail_some, xs, n, sizeof(long), sizeof(long), 1);
+    char *seen = calloc(n, 1);
+    for (size_t k = 0; k < n; k++) {
+        size_t idx = n;
+        long y;
+        int rc = mpool_iter_next(it, &y, &idx, 30);
+        assert_true(idx < n && !seen[idx]);
+        seen[idx] = 1;
+        assert_int_equal(rc, idx % 7 == 3 ? MPOOL_ETASK : 0);
+        if (rc)
+            fails++;
+        else
+            assert_int_equal(y, -(long)idx);
+    }
+    assert_int_equal(fails, (n + 3) / 7);
+    assert_int_equal(mpool_iter_next(it, NULL, NULL, 5), ENODATA);
+    mpool_iter_free(it);
+    free(seen);
+    free(xs);
+    free(ys);
+}
+
 static void test_empty_input(void **state)
 {
     (void)state;
@@ -610,6 +649,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_imap_unordered),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_task_failure),
+        cmocka_unit_test(test_short_tasks_batched),
         cmocka_unit_test(test_empty_input),
         cmocka_unit_test(test_unregistered_fn),
         cmocka_unit_test(test_ctx_by_value),
