@@ -16,8 +16,9 @@
  * every ring full from the job queue (FIFO, one piece at a time round the
  * workers), so a worker finds its next piece already queued when it finishes
  * one, and a fast worker, answering sooner, is sent more than a slow one. A
- * piece is a chunk, or a part of one when the chunk would not fit in
- * MPI_MSG_LIMIT (an item bigger than that travels alone).
+ * piece is a chunk; or several consecutive chunks of short tasks (see
+ * piece_len); or a part of one chunk that would not fit in MPI_MSG_LIMIT
+ * (an item bigger than that travels alone).
  *
  * Waiting without burning a CPU. Open MPI's blocking calls poll; on a machine
  * where the workers need every core, a polling master steals a third of the

@@ -42,8 +42,10 @@
  * rank 0 keeps a few chunks queued at each worker (opts.inflight) and sends
  * the next one to whichever worker answers, so fast and slow hosts both stay
  * busy; the default chunksize follows the local rule with the number of
- * worker ranks. Each chunk costs a message each way (a few us on one host,
- * more across a network): use chunksize 1 only for tasks far longer.
+ * worker ranks. A message each way costs a few us on one host (more across
+ * a network): chunks of short tasks are therefore sent several per message,
+ * up to about 100 us of work as timed on the job's first answers, so that
+ * chunksize 1 stays cheap; long tasks still go one chunk at a time.
  *
  * Failures: a task returning non-zero fails its item with MPOOL_ETASK, as
  * locally. A worker rank that DIES (signal, exit, node lost) cannot be
