@@ -11,9 +11,11 @@
 #include <mpool/pool.h>
 #include <mpool/shm.h>
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "futex.h"
 #include "internal.h"
 #include "pool_backend.h"
 
@@ -44,6 +46,17 @@ void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
     }
 }
 
+static void job_done_wake(mpool__job_t *j)
+{
+    __atomic_store_n(&j->done_word, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&j->waiting, __ATOMIC_SEQ_CST)) mpool__futex_wake(&j->done_word, INT_MAX);
+}
+
+void mpool__job_count_chunk(mpool__job_t *j)
+{
+    if (__atomic_add_fetch(&j->finished, 1, __ATOMIC_SEQ_CST) == j->nchunks) job_done_wake(j);
+}
+
 void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
 {
     for (size_t c = 0; c < j->nchunks; c++) {
@@ -54,6 +67,7 @@ void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
             mpool__job_fail(j, i, code, status);
         __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len, __ATOMIC_RELEASE);
     }
+    job_done_wake(j); /* a caller's thread may sleep on it */
 }
 
 static bool chunk_complete(const mpool__job_t *j, size_t c)
@@ -189,7 +203,8 @@ static void reap_orphans(mpool_pool_t *p)
 /* Waits until cond(arg) holds. 0, or ETIMEDOUT. Even a try (timeout 0)
  * calls the backend's wait once, with a past deadline, so that a caller who
  * only polls still gets dead helpers noticed. */
-static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double timeout)
+static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__job_t *job,
+                     double timeout)
 {
     struct timespec ts;
     bool limited = mpool__deadline(timeout, &ts), polled = false;
@@ -200,7 +215,7 @@ static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double ti
         if (cond(arg)) return 0;
         bool expired = limited && mpool__expired(&ts);
         if (expired && polled) return ETIMEDOUT;
-        p->ops->wait(p, seen, limited ? &ts : NULL);
+        p->ops->wait(p, job, seen, limited ? &ts : NULL);
         polled = expired;
     }
 }
@@ -208,6 +223,11 @@ static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, double ti
 /* ---- pool lifetime -------------------------------------------------------- */
 
 mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts)
+{
+    return mpool__pool_new_with(&mpool__pool_local_ops, opts);
+}
+
+mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops, const mpool_pool_opts_t *opts)
 {
     mpool_pool_opts_t o = {0};
     if (opts) o = *opts;
@@ -222,7 +242,7 @@ mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts)
         return NULL;
     }
     p->opts = o;
-    p->ops = &mpool__pool_local_ops;
+    p->ops = ops;
     pthread_mutex_init(&p->lock, NULL);
     int err = p->ops->start(p);
     if (err) {
@@ -433,13 +453,13 @@ int mpool_async_wait(mpool_async_t *a, double timeout)
 {
     if (!a) return EINVAL;
     if (a->ready) return 0;
-    return pool_wait(a->pool, async_cond, a, timeout);
+    return pool_wait(a->pool, async_cond, a, a->job, timeout);
 }
 
 bool mpool_async_ready(mpool_async_t *a)
 {
     if (!a) return false;
-    return a->ready || pool_wait(a->pool, async_cond, a, 0) == 0;
+    return a->ready || pool_wait(a->pool, async_cond, a, a->job, 0) == 0;
 }
 
 int mpool_async_get(mpool_async_t *a, double timeout)
@@ -556,7 +576,7 @@ int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
 {
     if (!it) return EINVAL;
     if (!it->left) return ENODATA;
-    int err = pool_wait(it->a.pool, iter_cond, it, timeout);
+    int err = pool_wait(it->a.pool, iter_cond, it, NULL, timeout);
     if (err) return err;
     const mpool__job_t *j = it->a.job;
     size_t i = it->item;

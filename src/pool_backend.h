@@ -13,9 +13,10 @@
  * chunks of `chunksize` items (the last may be shorter). For every item the
  * backend calls fn(in + i*in_size, out + i*out_size, ctx), records a failure
  * with mpool__job_fail(), and, when the whole chunk is done (every item
- * succeeded or failed), stores STARTED | the chunk's length into
- * chunk_done[c] with release order and makes the event counter (ops->event)
- * move, so that the parent's ops->wait returns. It stores STARTED when a
+ * succeeded or failed), counts it with mpool__job_count_chunk(), stores
+ * STARTED | the chunk's length into chunk_done[c] with release order and
+ * makes the event counter (ops->event) move, so that the parent's ops->wait
+ * returns. It stores STARTED when a
  * chunk is taken, and may store partial counts earlier (progress). Nothing
  * else: readiness, copies and ordering are done here.
  */
@@ -61,6 +62,13 @@ typedef struct mpool__job {
     /* Per-item failure records, NULL until the first failure; installed with
      * a CAS by whoever records that failure (the loser frees its block). */
     mpool__fail_t *fails;
+    /* Completion hint, for waiters: chunks counted finished (counted before
+     * their chunk_done store, so the job is still alive), done_word 0 -> 1
+     * (a futex) when that count reaches nchunks, and the caller's threads
+     * asleep on done_word. Only a hint: a worker dying at the wrong instant
+     * can make it fire early or never, so waiters still nap, re-check, and
+     * fall back to waiting on every chunk. */
+    uint32_t finished, done_word, waiting;
     /* chunk_done[c]: items of chunk c that are finished (succeeded or
      * failed), 0..len. Written only by the one process running the chunk
      * (or, once it died, by the fork server or the parent on its behalf);
@@ -77,13 +85,21 @@ static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
     return (hi > j->n ? j->n : hi) - lo;
 }
 
+/* The functions below are exported (MPOOL_API) although internal, so that
+ * a backend built as a library of its own (libmpool_mpi) can use them; they
+ * are not part of the public API. */
+
 /* Records that item i failed with (code, status); safe from any process.
  * The caller then stores chunk_done as usual. */
-void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
+MPOOL_API void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
+
+/* Counts a finished chunk in the completion hint; the last one sets
+ * done_word and wakes its waiters. Call before the chunk_done store. */
+MPOOL_API void mpool__job_count_chunk(mpool__job_t *j);
 
 /* Marks every unfinished item of the job as failed with (code, status) and
  * the job complete. Only when no worker can still touch the job. */
-void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
+MPOOL_API void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
 
 /* What a backend implements. `p->impl` is its private state. Every wait takes
  * an absolute CLOCK_MONOTONIC deadline (NULL = none). */
@@ -96,10 +112,13 @@ typedef struct mpool__pool_ops {
     int (*submit)(mpool_pool_t *p, mpool__job_t *job);
     /* A counter that moves whenever some chunk progresses or completes. */
     uint32_t (*event)(mpool_pool_t *p);
-    /* Waits until event() differs from `seen` or the deadline passes (may
-     * return earlier, spuriously). Detects dead helpers on the way: it never
-     * sleeps unboundedly on a process that is gone. */
-    void (*wait)(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline);
+    /* Waits until `job` looks complete (its done_word), or, with job NULL
+     * or done_word already set, until event() differs from `seen`; or until
+     * the deadline passes. May return earlier (spuriously). Detects dead
+     * helpers on the way: never sleeps unboundedly on a process that is
+     * gone. With a deadline already past it only does that detection. */
+    void (*wait)(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
+                 const struct timespec *deadline);
     /* No more submissions: workers exit once the submitted work is done. */
     void (*close)(mpool_pool_t *p);
     /* Waits for the workers to have exited (after close). 0 or ETIMEDOUT. */
@@ -113,6 +132,12 @@ typedef struct mpool__pool_ops {
 
 /* The local backend: fork server + forked workers over the shared heap. */
 extern const mpool__pool_ops_t mpool__pool_local_ops;
+
+/* mpool_pool_new with another backend: validates opts (processes 0 becomes
+ * mpool_cpu_count()), then calls ops->start. Every public mpool_pool_*,
+ * mpool_async_* and mpool_iter_* function then works on the result. */
+MPOOL_API mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops,
+                                             const mpool_pool_opts_t *opts);
 
 enum { MPOOL__POOL_RUNNING, MPOOL__POOL_CLOSED, MPOOL__POOL_TERMINATED };
 

@@ -15,11 +15,14 @@
  * claim chunks with a CAS on the entry's (seq, claimed) word, run the items
  * in a tight loop with no system call, record the item in progress in their
  * own slot (one plain store per item), and publish a chunk's completion with
- * one store to its progress word plus one atomic on the event counter. A
- * FUTEX_WAKE happens only when the parent announced that it sleeps; idle
- * workers spin ~20 us (one at a time) before sleeping on the ring's tail.
- * No lock is shared with a worker: a worker dying at any instruction leaves
- * state that the server can settle exactly.
+ * one store to its progress word plus two atomics (the job's completion hint
+ * and the pool's event counter). A FUTEX_WAKE happens only when the parent
+ * announced that it sleeps: on that job's completion (a map waiter) or on
+ * any chunk (an iterator). Waiting sides spin ~2 us, then yield the CPU
+ * between checks up to ~20 us (2 CPUs shared by parent and workers), then
+ * sleep; one idle worker at a time spins, the others sleep on the ring's
+ * tail. No lock is shared with a worker: a worker dying at any instruction
+ * leaves state that the server can settle exactly.
  */
 #include <mpool/pool.h>
 #include <mpool/shm.h>
@@ -27,6 +30,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +42,14 @@
 #include "internal.h"
 #include "pool_backend.h"
 
-#define RING          256u        /* dispatch entries: jobs with unclaimed chunks */
-#define CLAIM_BUSY    0xffffffffu /* claimed field while the parent rewrites an entry */
-#define SPIN_SECONDS  20e-6       /* bounded spin before a futex sleep */
-#define PARENT_NAP    0.05        /* longest parent sleep between health checks */
-#define MAX_RESTARTS  16          /* server deaths tolerated before the pool breaks */
-#define DEATH_TIMEOUT 2.0         /* how long to wait for a killed worker to vanish */
+#define RING              256u        /* dispatch entries: jobs with unclaimed chunks */
+#define CLAIM_BUSY        0xffffffffu /* claimed field while the parent rewrites an entry */
+#define SPIN_SECONDS      20e-6       /* bounded spin before a futex sleep */
+#define YIELD_AFTER       2e-6        /* then yield the CPU between checks */
+#define PARENT_NAP        0.05        /* longest parent sleep between health checks */
+#define MAX_RESTARTS      16          /* server deaths tolerated before the pool breaks */
+#define DEATH_TIMEOUT     2.0         /* how long to wait for a killed worker to vanish */
+#define MAX_FORK_FAILURES 30          /* worker forks failing in a row (rounds of 1 s) */
 
 /* Slot states (wslot_t.state). */
 enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
@@ -119,6 +125,9 @@ typedef struct {
     pid_t server; /* 0: gone for good */
     int pidfd;    /* the server's, -1 if unavailable */
     int restarts;
+    /* Taken around reaping and replacing the server: the caller's threads
+     * may all be waiting, and only one of them must act on a death. */
+    pthread_mutex_t lock;
 } local_t;
 
 static inline uint64_t ld64(const uint64_t *p)
@@ -128,6 +137,25 @@ static inline uint64_t ld64(const uint64_t *p)
 static inline uint32_t ld32(const uint32_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* Spins while *word == seen (and *stop is 0), at most SPIN_SECONDS: a few
+ * microseconds of pause, then sched_yield between checks, so that on an
+ * oversubscribed machine the process we wait for gets the CPU. True when
+ * the word moved (or stop was set). */
+static bool spin_while(const uint32_t *word, uint32_t seen, const uint32_t *stop)
+{
+    double start = mpool__now();
+    for (unsigned k = 1;; k++) {
+        if (ld32(word) != seen || (stop && ld32(stop))) return true;
+        if (k % 16) {
+            mpool__cpu_relax();
+            continue;
+        }
+        double t = mpool__now() - start;
+        if (t > SPIN_SECONDS) return false;
+        if (t > YIELD_AFTER) sched_yield();
+    }
 }
 
 static void notify_parent(shared_t *sh)
@@ -206,7 +234,11 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
             return true;
         }
     }
+    /* pos 2hi: all run; 2hi + 2: counted too (settle must not count again).
+     * Both before the chunk_done store: after it, the job may be freed. */
     __atomic_store_n(&s->pos, 2 * hi, __ATOMIC_RELEASE);
+    mpool__job_count_chunk(j);
+    __atomic_store_n(&s->pos, 2 * hi + 2, __ATOMIC_RELEASE);
     uint32_t len = (uint32_t)(hi - s->chunk * j->chunksize);
     __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | len, __ATOMIC_RELEASE);
     __atomic_store_n(&s->job, NULL, __ATOMIC_RELEASE);
@@ -221,11 +253,7 @@ static bool idle(shared_t *sh, wslot_t *s, uint32_t seq)
     uint32_t zero = 0, me = (uint32_t)(s - sh->slots) + 1;
     if (__atomic_compare_exchange_n(&sh->spinner, &zero, me, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
-        double end = mpool__now() + SPIN_SECONDS;
-        for (unsigned k = 0; ld32(&sh->tail) == seq && !ld32(&sh->closing); k++) {
-            mpool__cpu_relax();
-            if ((k & 63) == 63 && mpool__now() > end) break;
-        }
+        spin_while(&sh->tail, seq, &sh->closing);
         __atomic_store_n(&sh->spinner, 0, __ATOMIC_SEQ_CST);
     }
     if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) != seq) return true;
@@ -314,8 +342,12 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
     mpool__job_t *j = s->job;
     if (j) {
         uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
+        bool counted = next > s->hi;
         if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
-        if (next >= s->hi) next = s->hi;
+        if (next >= s->hi) {
+            next = s->hi;
+            if (!counted) mpool__job_count_chunk(j);
+        }
         __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
                          __ATOMIC_RELEASE);
         if (next >= s->hi) {
@@ -351,20 +383,25 @@ static bool unclaimed_work(shared_t *sh)
     return false;
 }
 
+/* Forks the worker of slot s. A failing fork is retried on the next rounds;
+ * at start-up, or after MAX_FORK_FAILURES in a row, the pool breaks (the
+ * work could not go on). */
 static void spawn(shared_t *sh, wslot_t *s)
 {
+    static int failures; /* in a row; this server's own */
     s->state = SLOT_STARTING;
     s->seen_pos = 0;
     pid_t pid = mpool__fork(true);
     if (pid == 0) worker_main(sh, s);
     if (pid < 0) {
         s->state = SLOT_EMPTY;
-        if (!sh->ready) {
+        if (!sh->ready || ++failures >= MAX_FORK_FAILURES) {
             sh->broken_status = 0;
             __atomic_store_n(&sh->broken, MPOOL_EWORKER, __ATOMIC_RELEASE);
         }
-        return; /* retried on the next round */
+        return;
     }
+    failures = 0;
     s->pid = pid;
 }
 
@@ -513,8 +550,9 @@ static void await_workers(shared_t *sh)
     for (int k = 0; k < sh->nworkers; k++) await_death(ld64(&sh->slots[k].ident));
 }
 
-/* Notices a dead server: passes on a broken pool, or forks a new server. */
-static void health(mpool_pool_t *p)
+/* Notices a dead server: passes on a broken pool, or forks a new server.
+ * Under L->lock. */
+static void health_locked(mpool_pool_t *p)
 {
     local_t *L = p->impl;
     shared_t *sh = L->sh;
@@ -524,8 +562,17 @@ static void health(mpool_pool_t *p)
     if (!broken && clean && ld32(&sh->closing)) return; /* done: closed and drained */
     await_workers(sh);
     if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) return;
-    p->broken = broken ? broken : MPOOL_EWORKER;
     p->broken_status = broken ? sh->broken_status : SIGKILL;
+    __atomic_store_n(&p->broken, broken ? broken : MPOOL_EWORKER, __ATOMIC_RELEASE);
+}
+
+/* The same, unless another thread is at it already. */
+static void health(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    if (pthread_mutex_trylock(&L->lock)) return;
+    health_locked(p);
+    pthread_mutex_unlock(&L->lock);
 }
 
 static uint32_t local_event(mpool_pool_t *p)
@@ -533,15 +580,33 @@ static uint32_t local_event(mpool_pool_t *p)
     return ld32(&((local_t *)p->impl)->sh->event);
 }
 
-static void local_wait(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline)
+/* Sleeps until the job's done_word is set (bounded nap). */
+static void job_wait(mpool_pool_t *p, mpool__job_t *job, const struct timespec *deadline)
+{
+    if (spin_while(&job->done_word, 0, NULL)) return;
+    __atomic_fetch_add(&job->waiting, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&job->done_word, __ATOMIC_SEQ_CST)) {
+        struct timespec ts = mpool__deadline_min(deadline, PARENT_NAP);
+        mpool__futex_wait(&job->done_word, 0, &ts);
+    }
+    __atomic_fetch_sub(&job->waiting, 1, __ATOMIC_SEQ_CST);
+    health(p);
+}
+
+static void local_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
+                       const struct timespec *deadline)
 {
     shared_t *sh = ((local_t *)p->impl)->sh;
-    double end = mpool__now() + SPIN_SECONDS;
-    for (unsigned k = 0; ld32(&sh->event) == seen; k++) {
-        mpool__cpu_relax();
-        if ((k & 63) == 63 && mpool__now() > end) break;
+    if (mpool__expired(deadline)) {
+        health(p); /* a try: only notice a dead server */
+        return;
     }
-    if (ld32(&sh->event) != seen) return;
+    /* A whole job: sleep until its last chunk, not at every chunk. */
+    if (job && !ld32(&job->done_word)) {
+        job_wait(p, job, deadline);
+        return;
+    }
+    if (spin_while(&sh->event, seen, NULL)) return;
     __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&sh->event, __ATOMIC_SEQ_CST) == seen) {
         struct timespec ts = mpool__deadline_min(deadline, PARENT_NAP);
@@ -560,7 +625,7 @@ static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
         *w = ld64(&d->word);
         if ((uint32_t)(*w >> 32) == s - RING && (uint32_t)*w >= d->nchunks) return true;
         struct timespec ts = mpool__deadline_min(NULL, 0.001);
-        local_wait(p, ld32(&sh->event), &ts);
+        local_wait(p, NULL, ld32(&sh->event), &ts);
         if (p->broken) return false;
     }
 }
@@ -629,7 +694,9 @@ static int local_start(mpool_pool_t *p)
     local_t *L = calloc(1, sizeof *L);
     if (!L) return ENOMEM;
     L->pidfd = -1;
+    pthread_mutex_init(&L->lock, NULL);
     if (!(L->sh = shared_new(&p->opts))) {
+        pthread_mutex_destroy(&L->lock);
         free(L);
         return ENOMEM;
     }
@@ -638,6 +705,7 @@ static int local_start(mpool_pool_t *p)
     if (!err) err = await_ready(p);
     if (err) {
         mpool_shm_free(L->sh);
+        pthread_mutex_destroy(&L->lock);
         free(L);
         p->impl = NULL;
     }
@@ -654,31 +722,34 @@ static void local_close(mpool_pool_t *p)
 static int local_join(mpool_pool_t *p, const struct timespec *deadline)
 {
     local_t *L = p->impl;
-    while (L->server) {
-        if (server_exited(L)) {
-            health(p);
-            continue;
-        }
+    for (;;) {
+        pthread_mutex_lock(&L->lock);
+        health_locked(p);
+        bool gone = !L->server;
+        int pidfd = L->pidfd;
+        pthread_mutex_unlock(&L->lock);
+        if (gone) return 0;
         if (mpool__expired(deadline)) return ETIMEDOUT;
         double nap = mpool__remaining(deadline);
         if (nap < 0 || nap > PARENT_NAP) nap = PARENT_NAP;
-        if (L->pidfd >= 0) {
-            struct pollfd pfd = {.fd = L->pidfd, .events = POLLIN};
+        if (pidfd >= 0) {
+            struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
             poll(&pfd, 1, (int)(nap * 1000) + 1);
         } else {
             usleep((useconds_t)(nap * 1e6) / 10 + 100);
         }
     }
-    return 0;
 }
 
 static void local_terminate(mpool_pool_t *p)
 {
     local_t *L = p->impl;
+    pthread_mutex_lock(&L->lock);
     if (L->server) {
         kill(L->server, SIGKILL); /* unreaped child: the pid is its own */
         server_reap(L);
     }
+    pthread_mutex_unlock(&L->lock);
     await_workers(L->sh); /* they got SIGKILL when the server died */
 }
 
@@ -688,6 +759,7 @@ static void local_destroy(mpool_pool_t *p)
     if (!L) return;
     if (L->pidfd >= 0) close(L->pidfd);
     mpool_shm_free(L->sh);
+    pthread_mutex_destroy(&L->lock);
     free(L);
     p->impl = NULL;
 }

@@ -6,6 +6,7 @@
  * descriptor left behind. Every wait is bounded. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #define WAIT 30.0 /* bound on any wait that should succeed (noisy 2 CPUs) */
@@ -414,6 +415,79 @@ static void test_initializer(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
+/* Fails in every worker but the first two: replacements (maxtasksperchild)
+ * then break the pool instead of respawning in a loop. */
+static int init_third_fails(void *arg)
+{
+    return __atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST) <= 2 ? 0 : 9;
+}
+
+static void test_initializer_fails_later(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    int *count = mpool_shm_alloc(sizeof *count);
+    mpool_pool_opts_t o = {
+        .processes = 2, .initializer = init_third_fails, .initarg = count, .maxtasksperchild = 5};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    size_t n = 100;
+    item_t *in = items(n);
+    long *out = mpool_shm_alloc(n * sizeof *out); /* written in place */
+    memset(out, 0xff, n * sizeof *out);
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 1);
+    assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+    mpool_failure_t f;
+    assert_int_equal(mpool_async_failure(a, &f), 0);
+    assert_int_equal(f.code, MPOOL_ETASK);
+    assert_int_equal(f.status, 9);
+    /* The first worker to retire did its 5 tasks; the other may have been
+     * stopped earlier, when the pool broke. */
+    size_t good = 0;
+    for (size_t i = 0; i < n; i++) good += out[i] == (long)(i * i);
+    assert_true(good >= 5 && good <= 10);
+    for (size_t i = 0; i < f.index; i++) assert_int_equal(out[i], (long)(i * i));
+    mpool_async_free(a);
+    assert_int_equal(mpool_pool_map(p, task, in, n, sizeof *in, out, sizeof *out, 0), EINVAL);
+    mpool_pool_free(p);
+    mpool_shm_free(count);
+    mpool_shm_free(out);
+    free(in);
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
+/* Two threads of the caller use one pool at the same time. */
+static void *thread_user(void *arg)
+{
+    mpool_pool_t *p = arg;
+    item_t *in = items(500);
+    long out[500];
+    intptr_t bad = 0;
+    for (int r = 0; r < 20; r++) {
+        bad += mpool_pool_map(p, task, in, 500, sizeof *in, out, sizeof *out, 7) != 0;
+        for (int i = 0; i < 500; i++) bad += out[i] != (long)i * i;
+        long y;
+        bad += mpool_pool_apply(p, task, &in[r], sizeof *in, &y, sizeof y) != 0 || y != r * r;
+    }
+    free(in);
+    return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    pthread_t t[3];
+    for (int k = 0; k < 3; k++) assert_int_equal(pthread_create(&t[k], NULL, thread_user, p), 0);
+    for (int k = 0; k < 3; k++) {
+        void *bad;
+        pthread_join(t[k], &bad);
+        assert_int_equal((intptr_t)bad, 0);
+    }
+    mpool_pool_free(p);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void test_close_join(void **state)
@@ -615,6 +689,64 @@ static void test_server_killed(void **state)
     free(in);
 }
 
+/* Workers ignore SIGINT (Ctrl-C reaches the whole foreground group; the
+ * parent decides). */
+static void test_sigint_ignored(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    item_t *in = items(100);
+    long out[100];
+    assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 0), 0);
+    pid_t server = only_child(), w[8];
+    int nw = 0;
+    children_of(server, w, 8, &nw);
+    assert_int_equal(nw, 2);
+    for (int k = 0; k < nw; k++) assert_int_equal(kill(w[k], SIGINT), 0);
+    assert_int_equal(kill(server, SIGINT), 0);
+    assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 1), 0);
+    for (int k = 0; k < nw; k++) assert_false(tu_pid_gone(w[k]));
+    free(in);
+    mpool_pool_free(p);
+}
+
+/* A process that made a pool is SIGKILLed: its fork server and workers die
+ * with it, no orphan is left. */
+static int pool_owner(void *arg)
+{
+    pid_t *pids = arg; /* [0] server, [1..2] workers, [3] ready flag */
+    mpool_pool_t *p = pool(2);
+    item_t *in = items(10);
+    long out[10];
+    if (mpool_pool_map(p, task, in, 10, sizeof *in, out, sizeof *out, 1)) return 1;
+    pids[0] = only_child();
+    int nw = 0;
+    children_of(pids[0], &pids[1], 2, &nw);
+    __atomic_store_n(&pids[3], nw, __ATOMIC_RELEASE);
+    for (;;) pause();
+}
+
+static void test_no_orphans(void **state)
+{
+    (void)state;
+    pid_t *pids = mpool_shm_alloc(4 * sizeof *pids);
+    pid_t owner = tu_fork(pool_owner, pids);
+    assert_true(owner > 0);
+    for (double end = tu_now() + WAIT; !__atomic_load_n(&pids[3], __ATOMIC_ACQUIRE);) {
+        assert_true(tu_now() < end);
+        usleep(1000); /* the owner has no primitive of ours to signal with */
+    }
+    assert_int_equal(pids[3], 2);
+    kill(owner, SIGKILL);
+    assert_int_equal(tu_wait(owner, WAIT), -SIGKILL);
+    for (int k = 0; k < 3; k++) {
+        double end = tu_now() + 5.0;
+        while (!tu_pid_gone(pids[k]) && tu_now() < end) usleep(1000);
+        assert_true(tu_pid_gone(pids[k]));
+    }
+    mpool_shm_free(pids);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -685,11 +817,15 @@ int main(void)
         cmocka_unit_test(test_task_timeout),
         cmocka_unit_test(test_maxtasksperchild),
         cmocka_unit_test(test_initializer),
+        cmocka_unit_test(test_initializer_fails_later),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_close_join),
         cmocka_unit_test(test_terminate_during_map),
         cmocka_unit_test(test_free_without_join),
         cmocka_unit_test(test_server_killed),
         cmocka_unit_test(test_random_kills),
+        cmocka_unit_test(test_sigint_ignored),
+        cmocka_unit_test(test_no_orphans),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
     };

@@ -8,8 +8,9 @@
  *     mpool_pool_map(pool, square, xs, n, sizeof(long), ys, sizeof(long), 0);
  *
  * Inputs are read when the call returns (copied into the shared heap, or read
- * in place when they already lie there: allocate big inputs with
- * mpool_shm_alloc before creating the pool). Results go straight into `out`
+ * in place when they already lie there -- then they must stay unchanged until
+ * the result is ready: allocate big inputs with mpool_shm_alloc before
+ * creating the pool). Results go straight into `out`
  * when `out` lies in the shared heap; otherwise workers write them to a
  * staging area in the shared heap that the caller's process copies into
  * `out` once the whole call is done: `out` is filled by the time
@@ -87,35 +88,39 @@ MPOOL_API mpool_pool_t *mpool_pool_new(const mpool_pool_opts_t *opts);
 /* Runs fn on one input and waits for it. Returns 0, the failure code
  * (MPOOL_ETASK, MPOOL_EWORKER, ECANCELED), or EINVAL (bad arguments, pool
  * closed). Blocks until done. */
-MPOOL_API int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t in_size,
-                               void *out, size_t out_size);
+MPOOL_API int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                               size_t in_size, void *out, size_t out_size);
 
 /* Starts fn on one input; NULL with errno EINVAL or ENOMEM. */
-MPOOL_API mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn, const void *in,
-                                                size_t in_size, void *out, size_t out_size);
+MPOOL_API mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn,
+                                                const void *in, size_t in_size, void *out,
+                                                size_t out_size);
 
 /* Applies fn to n items of in_size bytes at `in`, writing n items of out_size
  * bytes at `out`, in chunks of `chunksize` items (0: automatic). Blocks until
  * every item is done. Returns 0 when all succeeded, else the first failure's
- * code (details with map_async + mpool_async_failure), or EINVAL (NULL fn,
- * NULL in/out with n > 0, pool closed). n = 0 returns 0 at once. */
+ * code (details with map_async + mpool_async_failure), EINVAL (NULL fn,
+ * NULL in/out with n > 0, n * size overflowing, pool closed or broken), or
+ * ENOMEM (shared heap exhausted: copies and staging live there). n = 0
+ * returns 0 at once. */
 MPOOL_API int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
                              size_t in_size, void *out, size_t out_size, size_t chunksize);
 
 /* The same without waiting; NULL with errno EINVAL or ENOMEM. */
-MPOOL_API mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const void *in,
-                                              size_t n, size_t in_size, void *out, size_t out_size,
-                                              size_t chunksize);
+MPOOL_API mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn,
+                                              const void *in, size_t n, size_t in_size,
+                                              void *out, size_t out_size, size_t chunksize);
 
 /* Applies fn lazily; results come one by one from mpool_iter_next, in input
  * order (imap) or as chunks complete (imap_unordered: a completed chunk that
  * started earliest comes first). NULL with errno EINVAL or ENOMEM. Results
  * wait in a staging area of n * out_size bytes in the shared heap. */
-MPOOL_API mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                                        size_t in_size, size_t out_size, size_t chunksize);
-MPOOL_API mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in,
-                                                  size_t n, size_t in_size, size_t out_size,
-                                                  size_t chunksize);
+MPOOL_API mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in,
+                                        size_t n, size_t in_size, size_t out_size,
+                                        size_t chunksize);
+MPOOL_API mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn,
+                                                  const void *in, size_t n, size_t in_size,
+                                                  size_t out_size, size_t chunksize);
 
 /* The next result: copies it to `out` (out_size bytes; out may be NULL) and
  * its input index to *index (may be NULL). Waits up to `timeout`. Returns 0;
