@@ -330,9 +330,15 @@ static mpi_eng_t *eng_of(mpool_pool_t *p)
     return ((mpi_pool *)p->impl)->eng;
 }
 
+/* The backend state made before the start-up exchange, for op_start (one
+ * MPI pool per run, made by one thread: see pool_made). */
+static mpi_pool *pending;
+
 static int op_start(mpool_pool_t *p)
 {
-    return mpool__mpi_eng_start(eng_of(p));
+    int rc = mpool__mpi_eng_start(pending->eng);
+    if (rc == 0) p->impl = pending;
+    return rc;
 }
 
 static int op_submit(mpool_pool_t *p, mpool__job_t *job)
@@ -347,9 +353,10 @@ static uint32_t op_event(mpool_pool_t *p)
     return mpool__mpi_eng_event(eng_of(p));
 }
 
-static void op_wait(mpool_pool_t *p, uint32_t seen, const struct timespec *deadline)
+static void op_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
+                    const struct timespec *deadline)
 {
-    mpool__mpi_eng_wait(eng_of(p), seen, deadline);
+    mpool__mpi_eng_wait(eng_of(p), job, seen, deadline);
 }
 
 static void op_close(mpool_pool_t *p)
@@ -387,36 +394,43 @@ static const mpool__pool_ops_t mpi_ops = {
     .destroy = op_destroy,
 };
 
-/* The pool handle and engine, allocated before the start-up exchange so
- * that running out of memory is a verdict like the others. */
-static mpool_pool_t *pool_alloc(const mpool_mpi_opts_t *o, int nworkers, int size, bool we_init)
+static void stop_idle_workers(int size);
+
+/* The backend state, made before the start-up exchange so that running
+ * out of memory is a verdict like the others. */
+static mpi_pool *impl_new(const mpool_mpi_opts_t *o, int nworkers, int size, bool we_init)
 {
-    mpool_pool_t *p = calloc(1, sizeof *p);
     mpi_pool *mp = calloc(1, sizeof *mp);
-    mpi_eng_t *e = p && mp ? mpool__mpi_eng_new(nworkers, size, o->inflight) : NULL;
+    mpi_eng_t *e = mp ? mpool__mpi_eng_new(nworkers, size, o->inflight) : NULL;
     if (!e) {
-        free(p);
         free(mp);
         return NULL;
     }
     mp->eng = e;
     mp->we_init = we_init;
-    p->impl = mp;
-    p->ops = &mpi_ops;
-    p->opts = o->pool;
-    p->opts.processes = nworkers;
-    pthread_mutex_init(&p->lock, NULL); /* as mpool_pool_new does; destroyed by mpool_pool_free */
-    return p;
+    return mp;
 }
 
-static void pool_dealloc(mpool_pool_t *p)
+static void impl_free(mpi_pool *mp)
 {
-    if (!p) return;
-    mpi_pool *mp = p->impl;
+    if (!mp) return;
     mpool__mpi_eng_free(mp->eng);
     free(mp);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
+}
+
+/* The pool over the started engine (pool.c makes the handle, then calls
+ * op_start). NULL with errno when that fails; the workers were stopped. */
+static mpool_pool_t *pool_open(const mpool_mpi_opts_t *o, int nworkers, int size)
+{
+    mpool_pool_opts_t po = o->pool;
+    po.processes = nworkers;
+    mpool_pool_t *p = mpool__pool_new_with(&mpi_ops, &po);
+    if (!p) {
+        int err = errno;
+        stop_idle_workers(size); /* they serve already */
+        errno = err;
+    }
+    return p;
 }
 
 /* Ends workers that were never sent a task (the pool failed to start after
@@ -466,15 +480,14 @@ mpool_pool_t *mpool_mpi_pool_new(int *argc, char ***argv, const mpool_mpi_opts_t
     int local = VERDICT_GO;
     int nworkers = o.pool.processes ? o.pool.processes : size - 1;
     if (prov < MPI_THREAD_SERIALIZED || size < 2 || nworkers > size - 1) local = VERDICT_BADARG;
-    mpool_pool_t *p = local == VERDICT_GO ? pool_alloc(&o, nworkers, size, we_init) : NULL;
-    if (local == VERDICT_GO && !p) local = VERDICT_NOMEM;
+    pending = local == VERDICT_GO ? impl_new(&o, nworkers, size, we_init) : NULL;
+    if (local == VERDICT_GO && !pending) local = VERDICT_NOMEM;
     int verdict = master_announce(&o, size, local);
-    if (verdict == VERDICT_GO && (rc = p->ops->start(p)) != 0) {
-        stop_idle_workers(size); /* they serve already */
-        verdict = VERDICT_NOMEM;
-    }
-    if (verdict == VERDICT_GO) return p;
-    pool_dealloc(p);
+    mpool_pool_t *p = verdict == VERDICT_GO ? pool_open(&o, nworkers, size) : NULL;
+    rc = verdict == VERDICT_GO && !p ? errno : 0;
+    if (!p) impl_free(pending);
+    pending = NULL;
+    if (p) return p;
     if (we_init) MPI_Finalize();
     errno = rc ? rc : verdict_errno(verdict);
     return NULL;

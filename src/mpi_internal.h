@@ -48,9 +48,8 @@ typedef struct {
 } mpi_result_hdr;
 
 /* libmpool_mpi is a library of its own: libmpool's internal helpers
- * (src/internal.c, pool.c's mpool__job_fail) are hidden from it, so the few
- * it needs are restated here, from the contracts in internal.h and
- * pool_backend.h. */
+ * (src/internal.c) are hidden from it, so the two it needs are restated
+ * here. (pool_backend.h's functions are exported for it.) */
 
 /* Now on CLOCK_MONOTONIC, in seconds. */
 static inline double mpi_now(void)
@@ -79,6 +78,9 @@ static inline struct timespec mpi_after(double seconds)
 #define MPI_QUEUE_TIME 500e-6
 #define MPI_NAP_MAX    1.28e-3
 
+/* Longest sleep of a waiting caller before it looks again. */
+#define MPI_WAIT_NAP 10e-3
+
 /* Short chunks are sent together, up to this much work per message. */
 #define MPI_PIECE_TIME 100e-6
 
@@ -106,7 +108,9 @@ int mpool__mpi_eng_submit(mpi_eng_t *e, mpool__job_t *job, int task);
 
 /* Moves whenever a chunk progresses, and when the engine stops. */
 uint32_t mpool__mpi_eng_event(mpi_eng_t *e);
-void mpool__mpi_eng_wait(mpi_eng_t *e, uint32_t seen, const struct timespec *deadline);
+/* ops->wait of pool_backend.h. */
+void mpool__mpi_eng_wait(mpi_eng_t *e, mpool__job_t *job, uint32_t seen,
+                         const struct timespec *deadline);
 
 /* No more jobs; the workers are stopped once the queued work is done. */
 void mpool__mpi_eng_close(mpi_eng_t *e);

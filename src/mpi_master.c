@@ -31,8 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mpool/shm.h>
-
 #include "mpi_internal.h"
 
 /* A job in the engine. refs: 1 while it has unsent items (it is in the
@@ -207,29 +205,6 @@ static bool dispatch(mpi_eng_t *e)
 
 /* ---- answers ------------------------------------------------------------- */
 
-/* mpool__job_fail of pool_backend.h (hidden in libmpool): the per-item
- * records, installed with a CAS on first use, then the lowest index. */
-static void job_fail(mpool__job_t *j, size_t i, int code, int status)
-{
-    mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
-    if (!f) {
-        mpool__fail_t *nf = mpool_shm_alloc(j->n * sizeof *nf);
-        if (nf && __atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL,
-                                              __ATOMIC_ACQUIRE))
-            f = nf;
-        else if (nf)
-            mpool_shm_free(nf);
-    }
-    if (f) { /* without it the item still counts as failed, by first_fail */
-        f[i].status = status;
-        __atomic_store_n(&f[i].code, code, __ATOMIC_RELEASE);
-    }
-    size_t cur = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
-    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true, __ATOMIC_RELEASE,
-                                                   __ATOMIC_RELAXED)) {
-    }
-}
-
 static int32_t rv_at(const char *rvs, size_t i)
 {
     int32_t rv;
@@ -247,7 +222,7 @@ static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs,
     for (size_t i = 0; failed && i < count; i++) {
         int32_t rv = rv_at(rvs, i);
         if (rv != 0)
-            job_fail(j, start + i, MPOOL_ETASK, rv);
+            mpool__job_fail(j, start + i, MPOOL_ETASK, rv);
         else if (os)
             memcpy(j->out + (start + i) * os, outs + i * os, os);
     }
@@ -255,8 +230,9 @@ static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs,
     for (size_t c = start / cs; c * cs < end; c++) { /* the chunks it covers */
         size_t lo = c * cs > start ? c * cs : start, hi = (c + 1) * cs < end ? (c + 1) * cs : end;
         uint32_t *cd = &j->chunk_done[c];
-        uint32_t now = __atomic_load_n(cd, __ATOMIC_RELAXED) & MPOOL__CHUNK_COUNT;
-        __atomic_store_n(cd, MPOOL__CHUNK_STARTED | (uint32_t)(now + hi - lo), __ATOMIC_RELEASE);
+        size_t now = (__atomic_load_n(cd, __ATOMIC_RELAXED) & MPOOL__CHUNK_COUNT) + hi - lo;
+        if (now == mpool__chunk_len(j, c)) mpool__job_count_chunk(j); /* before the store */
+        __atomic_store_n(cd, MPOOL__CHUNK_STARTED | (uint32_t)now, __ATOMIC_RELEASE);
     }
 }
 
@@ -528,15 +504,22 @@ uint32_t mpool__mpi_eng_event(mpi_eng_t *e)
     return __atomic_load_n(&e->event, __ATOMIC_ACQUIRE);
 }
 
-void mpool__mpi_eng_wait(mpi_eng_t *e, uint32_t seen, const struct timespec *deadline)
+/* Sleeps until the job is complete (by its done_word) or, with job NULL or
+ * complete already, until `event` moves; at most MPI_WAIT_NAP at a time,
+ * since pool.c may complete a job itself (terminate) without a word to this
+ * engine. Every answer batch broadcasts event_cv, so the job's completion is
+ * seen at once. */
+void mpool__mpi_eng_wait(mpi_eng_t *e, mpool__job_t *job, uint32_t seen,
+                         const struct timespec *deadline)
 {
+    if (job && __atomic_load_n(&job->done_word, __ATOMIC_ACQUIRE)) job = NULL;
+    struct timespec nap = mpi_after(MPI_WAIT_NAP);
+    if (deadline && (deadline->tv_sec < nap.tv_sec ||
+                     (deadline->tv_sec == nap.tv_sec && deadline->tv_nsec < nap.tv_nsec)))
+        nap = *deadline;
     pthread_mutex_lock(&e->mu);
-    while (e->event == seen) {
-        if (!deadline)
-            pthread_cond_wait(&e->event_cv, &e->mu);
-        else if (pthread_cond_timedwait(&e->event_cv, &e->mu, deadline) == ETIMEDOUT)
-            break;
-    }
+    while (job ? !__atomic_load_n(&job->done_word, __ATOMIC_ACQUIRE) : e->event == seen)
+        if (pthread_cond_timedwait(&e->event_cv, &e->mu, &nap) == ETIMEDOUT) break;
     pthread_mutex_unlock(&e->mu);
 }
 
