@@ -63,7 +63,9 @@
  * that calls MPI until the pool is freed: do not call MPI yourself meanwhile.
  * Never fork after MPI_Init (Open MPI forbids it): make local pools before.
  * One MPI pool per run: the worker ranks exit when it is freed, and when
- * libmpool initialized MPI, mpool_pool_free finalizes it.
+ * libmpool initialized MPI, mpool_pool_free finalizes it. Free the pool
+ * before rank 0 leaves main: a rank that exits without MPI_Finalize makes
+ * mpirun end the job with an error (the workers are killed, nothing hangs).
  */
 #ifndef MPOOL_MPI_H
 #define MPOOL_MPI_H
