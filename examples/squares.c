@@ -63,7 +63,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "squares: item %d differs\n", i);
             return 1;
         }
-    printf("parallel:   %.6f s (%d workers)\nsequential: %.6f s\n", parallel, mpool_cpu_count(),
-           sequential);
+    printf("parallel:   %.1f us (%d workers)\nsequential: %.3f us\n", parallel * 1e6,
+           mpool_cpu_count(), sequential * 1e6);
     return 0;
 }

@@ -146,7 +146,10 @@ static void job_release(mpool_async_t *a)
 {
     stage_free(a->pool, a->in_copy, a->in_copy_size);
     stage_free(a->pool, a->staging, a->staging_size);
-    if (a->job) mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
+    if (a->job) {
+        __atomic_store_n(&a->job->tag, 0, __ATOMIC_RELEASE);
+        mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
+    }
     mpool_shm_free(a->job);
     a->job = NULL;
     a->in_copy = a->staging = NULL;

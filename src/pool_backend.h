@@ -69,6 +69,10 @@ typedef struct mpool__job {
      * can make it fire early or never, so waiters still nap, re-check, and
      * fall back to waiting on every chunk. */
     uint32_t finished, done_word, waiting;
+    /* The backend's own name for the job, set when it is submitted and
+     * zeroed by the pool code before the job is freed: lets a helper tell,
+     * from memory that may have been freed, whether it is still that job. */
+    uint64_t tag;
     /* chunk_done[c]: items of chunk c that are finished (succeeded or
      * failed), 0..len. Written only by the one process running the chunk
      * (or, once it died, by the fork server or the parent on its behalf);

@@ -50,6 +50,7 @@
 #define MAX_RESTARTS      16          /* server deaths tolerated before the pool breaks */
 #define DEATH_TIMEOUT     2.0         /* how long to wait for a killed worker to vanish */
 #define MAX_FORK_FAILURES 30          /* worker forks failing in a row (rounds of 1 s) */
+#define TAG(seq)          (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
 
 /* Slot states (wslot_t.state). */
 enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
@@ -73,7 +74,8 @@ typedef struct MPOOL_ALIGNED {
      * last (release), so a set `job` means the rest is valid. */
     mpool__job_t *job;
     uint64_t chunk, lo, hi;
-    /* 2i+1 while item i runs; 2i when every item before i is done. */
+    /* 2i+1 while item i runs (inside fn); 2i when every item before i is
+     * done; 2hi+2 once the finished range is counted in the job's hint. */
     uint64_t pos;
     uint32_t rgen; /* ranges started: tells a new item from an old one at the same pos */
     /* Claim intent, set before the claiming CAS and cleared once `job` holds
@@ -196,9 +198,9 @@ static bool claim(shared_t *sh, wslot_t *s, uint32_t *seqp)
             seq++;
             continue;
         }
-        s->ijob = j;
-        s->iseq = seq;
-        s->ichunk = c;
+        __atomic_store_n(&s->ijob, j, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->iseq, seq, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->ichunk, c, __ATOMIC_RELAXED);
         __atomic_store_n(&s->iflag, 1, __ATOMIC_SEQ_CST);
         /* Fails if the entry moved on since w was read, job and nchunks
          * included (the parent changes the word before rewriting them). */
@@ -229,10 +231,9 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
         __atomic_store_n(&s->pos, 2 * i + 1, __ATOMIC_RELAXED);
         int r = fn(in ? in + i * isz : NULL, out ? out + i * osz : NULL, ctx);
         if (MPOOL_UNLIKELY(r)) mpool__job_fail(j, i, MPOOL_ETASK, r);
-        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) {
-            __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
-            return true;
-        }
+        /* Out of the task: a death from here on fails no item. */
+        __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
+        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) return true;
     }
     /* pos 2hi: all run; 2hi + 2: counted too (settle must not count again).
      * Both before the chunk_done store: after it, the job may be freed. */
@@ -322,6 +323,10 @@ static void settle_claim(shared_t *sh, wslot_t *s)
     uint32_t c = s->ichunk;
     __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
     if (s->job) return; /* it did make it its range */
+    /* Had its claim gone through, the job could not be complete, hence not
+     * freed: a job that is gone (or another job in its memory) was not
+     * claimed by it. The heap stays mapped, so the read itself is safe. */
+    if (__atomic_load_n(&j->tag, __ATOMIC_ACQUIRE) != TAG(s->iseq)) return;
     uint64_t w = ld64(&sh->ring[s->iseq % RING].word);
     if ((uint32_t)(w >> 32) == s->iseq && (uint32_t)w <= c) return; /* not claimed */
     /* Claimed by someone. A live claimer of the same chunk resolves within
@@ -640,6 +645,7 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     if (!entry_wait(p, d, s, &w)) return EINVAL;
     /* Workers holding the old word now fail their CAS; then rewrite. */
     __atomic_store_n(&d->word, (uint64_t)s << 32 | CLAIM_BUSY, __ATOMIC_SEQ_CST);
+    job->tag = TAG(s);
     __atomic_store_n(&d->job, job, __ATOMIC_RELAXED);
     __atomic_store_n(&d->nchunks, job->nchunks, __ATOMIC_RELAXED);
     __atomic_store_n(&d->word, (uint64_t)s << 32, __ATOMIC_RELEASE);
