@@ -3,6 +3,7 @@
  *     mpirun --oversubscribe -np 3 test_mpi        (2 worker ranks)
  *     mpirun --oversubscribe -np 2 test_mpi        (1 worker rank)
  *     mpirun --oversubscribe -np 3 test_mpi --rank-death   (must end in error)
+ *     test_mpi --start-errors     (runs mpirun itself, once per failing start)
  * Ranks > 0 never return from mpool_mpi_pool_new: they serve, then exit.
  * Rank 0 runs the cmocka tests through the ordinary Pool API. Expected
  * values are computed sequentially here (no local pool may be forked after
