@@ -633,6 +633,8 @@ int main(int argc, char **argv)
     mpool_mpi_opts_t o = {.pool.ctx = &ctx, .ctx_size = sizeof ctx};
     o.pool.initializer = init_ok;
     o.pool.initarg = &mark;
+    const char *np = getenv("OMPI_COMM_WORLD_SIZE");
+    if (np && strcmp(np, "2") == 0) o.inflight = 1; /* the fixed-depth path, with 1 worker */
     if (argc > 1 && strcmp(argv[1], "--start-errors") == 0) return start_errors(argv[0]);
     if (argc > 2 && strcmp(argv[1], "--mode") == 0) return start_error_mode(argc, argv, argv[2]);
     if (argc > 1 && strcmp(argv[1], "--rank-death") == 0) return rank_death(argc, argv, &o);
