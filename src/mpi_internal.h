@@ -70,13 +70,12 @@ static inline struct timespec mpi_after(double seconds)
     return ts;
 }
 
-/* Adaptive queue at each worker: 2 to MPI_DEPTH_MAX pieces, enough for
- * MPI_QUEUE_TIME seconds of its work, so that a worker does not run dry
- * while the master's thread waits for a CPU or naps (it naps at most half
- * the queued work, and never over MPI_NAP_MAX). */
-#define MPI_DEPTH_MAX  64
-#define MPI_QUEUE_TIME 500e-6
-#define MPI_NAP_MAX    1.28e-3
+/* Pieces queued at each worker: opts.inflight, or MPI_DEPTH_DEFAULT; at
+ * most MPI_DEPTH_MAX. The master's thread naps at most half the work queued
+ * at a worker, and never over MPI_NAP_MAX. */
+#define MPI_DEPTH_DEFAULT 2
+#define MPI_DEPTH_MAX     64
+#define MPI_NAP_MAX       1.28e-3
 
 /* Longest sleep of a waiting caller before it looks again. */
 #define MPI_WAIT_NAP 10e-3
@@ -97,7 +96,7 @@ int mpool__mpi_task_id(mpool_task_fn fn); /* -1 if not registered */
 typedef struct mpi_eng mpi_eng_t;
 
 /* An engine over worker ranks 1..nworkers of `size` ranks, `depth` pieces
- * queued per worker (0: adaptive); NULL with errno ENOMEM. Its thread starts with
+ * queued per worker (0: MPI_DEPTH_DEFAULT); NULL with errno ENOMEM. Its thread starts with
  * mpool__mpi_eng_start (0 or EAGAIN), once no other thread calls MPI. */
 mpi_eng_t *mpool__mpi_eng_new(int nworkers, int size, unsigned depth);
 int mpool__mpi_eng_start(mpi_eng_t *e);

@@ -12,7 +12,7 @@
  * for absolute deadlines), the communication thread on `wake_cv`.
  *
  * Self-scheduling. Each worker has a ring of slots: the pieces sent to it and
- * not yet answered, oldest first (how many: worker_limit). The thread keeps
+ * not yet answered, oldest first (how many: worker_wants). The thread keeps
  * every ring full from the job queue (FIFO, one piece at a time round the
  * workers), so a worker finds its next piece already queued when it finishes
  * one, and a fast worker, answering sooner, is sent more than a slow one. A
@@ -54,7 +54,7 @@ typedef struct {
 } mpi_slot;
 
 typedef struct {
-    mpi_slot *slots; /* ring of e->ring: pieces sent and not answered, oldest at head */
+    mpi_slot *slots; /* ring of e->depth: pieces sent and not answered, oldest at head */
     unsigned head, n;
     double last; /* when its previous answer came */
     double busy; /* average seconds between answers while it had more queued; 0: unknown */
@@ -65,8 +65,7 @@ struct mpi_eng {
     pthread_cond_t event_cv; /* `event` moved */
     pthread_cond_t wake_cv;  /* work submitted, close, or stop requested */
     int nworkers, size;
-    unsigned depth; /* pieces queued per worker; 0: adaptive */
-    unsigned ring;  /* slots per worker: depth, or MPI_DEPTH_MAX */
+    unsigned depth; /* pieces queued per worker: slots in each ring */
     mpi_wk *w;
     unsigned rr;     /* worker the next dispatch round starts at */
     size_t inflight; /* pieces in all rings */
@@ -129,16 +128,14 @@ static size_t piece_len(const mpi_run *r)
     return count;
 }
 
-/* Pieces to keep queued at a worker. Adaptive: enough to cover
- * MPI_QUEUE_TIME of its work, so that short tasks do not starve the worker
- * while the master thread waits for a CPU, and only 2 for long ones, so
- * that self-scheduling still balances them. */
-static unsigned worker_limit(const mpi_eng_t *e, const mpi_wk *wk)
+/* Whether worker wk should be sent one more piece: while it has fewer than
+ * `depth` queued. Two suffice (measured: deeper queues of batched short
+ * pieces were slower), since a piece is at least ~MPI_PIECE_TIME of work
+ * once its job is timed, and the master naps at most half the queued
+ * work. */
+static bool worker_wants(const mpi_eng_t *e, const mpi_wk *wk)
 {
-    if (e->depth) return e->depth;
-    if (wk->busy <= 0) return 2;
-    double want = MPI_QUEUE_TIME / wk->busy;
-    return want < 2 ? 2 : want > MPI_DEPTH_MAX ? MPI_DEPTH_MAX : (unsigned)want;
+    return wk->n < e->depth;
 }
 
 static bool slot_fill(mpi_slot *s, mpi_run *r)
@@ -171,8 +168,8 @@ static bool dispatch_one(mpi_eng_t *e, int w)
 {
     mpi_wk *wk = &e->w[w];
     mpi_run *r = e->qhead;
-    if (wk->n >= worker_limit(e, wk) || !r) return false;
-    mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->ring];
+    if (!r || !worker_wants(e, wk)) return false;
+    mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->depth];
     if (!slot_fill(s, r)) return false; /* out of memory: retried later */
     mpool__job_t *j = r->job;
     size_t cs = j->chunksize; /* chunks start in increasing order */
@@ -262,7 +259,7 @@ static void deliver(mpi_eng_t *e, int src, size_t len)
         record(r->job, s->start, s->count, e->scratch + sizeof h + s->count * r->job->out_size,
                e->scratch + sizeof h);
     s->run = NULL;
-    wk->head = (wk->head + 1) % e->ring;
+    wk->head = (wk->head + 1) % e->depth;
     wk->n--;
     e->inflight--;
     run_unref(r);
@@ -393,7 +390,7 @@ static void shutdown_workers(mpi_eng_t *e)
     pthread_mutex_lock(&e->mu);
     for (int w = 0; w < e->nworkers; w++) { /* pieces the workers dropped */
         mpi_wk *wk = &e->w[w];
-        for (; wk->n; wk->n--, wk->head = (wk->head + 1) % e->ring) {
+        for (; wk->n; wk->n--, wk->head = (wk->head + 1) % e->depth) {
             MPI_Wait(&wk->slots[wk->head].req, MPI_STATUS_IGNORE);
             run_unref(wk->slots[wk->head].run);
             wk->slots[wk->head].run = NULL;
@@ -430,7 +427,7 @@ static void *comm_main(void *arg)
 static void eng_dealloc(mpi_eng_t *e)
 {
     for (int w = 0; e->w && w < e->nworkers; w++) {
-        for (unsigned k = 0; e->w[w].slots && k < e->ring; k++) free(e->w[w].slots[k].buf);
+        for (unsigned k = 0; e->w[w].slots && k < e->depth; k++) free(e->w[w].slots[k].buf);
         free(e->w[w].slots);
     }
     free(e->w);
@@ -444,12 +441,11 @@ static mpi_eng_t *eng_alloc(int nworkers, int size, unsigned depth)
     if (!e) return NULL;
     e->nworkers = nworkers;
     e->size = size;
-    e->depth = depth;
-    e->ring = depth ? depth : MPI_DEPTH_MAX;
+    e->depth = depth ? depth : MPI_DEPTH_DEFAULT;
     e->w = calloc((size_t)nworkers, sizeof *e->w);
     bool ok = e->w != NULL;
     for (int w = 0; ok && w < nworkers; w++)
-        ok = (e->w[w].slots = calloc(e->ring, sizeof(mpi_slot))) != NULL;
+        ok = (e->w[w].slots = calloc(e->depth, sizeof(mpi_slot))) != NULL;
     if (!ok) eng_dealloc(e);
     return ok ? e : NULL;
 }

@@ -97,8 +97,8 @@ typedef struct {
      * ctx: rank 0's context, copied to every worker (ctx_size bytes). */
     mpool_pool_opts_t pool;
     size_t ctx_size;   /* bytes of pool.ctx sent to the workers; 0: tasks get NULL */
-    unsigned inflight; /* pieces queued at each worker, at most 64; 0: adaptive, 2 or
-                          more: enough to cover ~500 us of that worker's work */
+    unsigned inflight; /* chunks (or batches of short chunks) queued at each worker,
+                          at most 64; 0: 2 */
 } mpool_mpi_opts_t;
 
 /* Creates the MPI pool. Collective: every rank calls it with its own argc,
