@@ -76,6 +76,7 @@ run_tests() { # run_tests <dir> [cmake args...]
 
 demos() {
     need_build_tools
+    want_mpi
     configure build-release -DCMAKE_BUILD_TYPE=Release -DMPOOL_BUILD_TESTS=OFF \
         -DMPOOL_BUILD_EXAMPLES=ON -DMPOOL_BUILD_BENCH=OFF
     local demo
@@ -85,6 +86,11 @@ demos() {
             "build-release/$demo"
         fi
     done
+    if [ -x build-release/pi_mpi ] && command -v mpirun >/dev/null; then
+        printf '\n=== pi_mpi (mpirun -np 3: rank 0 and 2 worker ranks)\n'
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+            mpirun --oversubscribe -np 3 build-release/pi_mpi
+    fi
 }
 
 install_check() {
