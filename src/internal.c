@@ -33,7 +33,8 @@ static struct timespec add_seconds(struct timespec ts, double seconds)
 
 bool mpool__deadline(double timeout, struct timespec *ts)
 {
-    if (timeout < 0 || timeout != timeout) return false;
+    if (timeout != timeout) timeout = 0; /* NaN: try once rather than wait forever */
+    if (timeout < 0) return false;
     clock_gettime(CLOCK_MONOTONIC, ts);
     *ts = add_seconds(*ts, timeout);
     return true;
@@ -148,7 +149,7 @@ __attribute__((constructor)) static void internal_init(void)
 
 pid_t mpool__fork(bool die_with_parent)
 {
-    pid_t parent = getpid();
+    pid_t parent = die_with_parent ? getpid() : 0;
     fflush(NULL);
     pid_t pid = fork();
     if (pid != 0) return pid;

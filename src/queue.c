@@ -305,10 +305,10 @@ static bool get_ready(const mpool_queue_t *q)
 }
 
 /* The absolute deadline of a public timeout, in *ts; NULL for forever
- * (without reading the clock). */
+ * (mpool__deadline reads no clock then). */
 static const struct timespec *deadline_of(double timeout, struct timespec *ts)
 {
-    return timeout >= 0 && mpool__deadline(timeout, ts) ? ts : NULL;
+    return mpool__deadline(timeout, ts) ? ts : NULL;
 }
 
 /* ---- put and get ------------------------------------------------------------ */

@@ -277,6 +277,49 @@ static void pool_rows(void)
     mpool_pool_free(p);
 }
 
+/* A NaN timeout must not wait forever: it counts as 0 (try once). */
+static void nan_timeout_rows(void)
+{
+    double nan = __builtin_nan("");
+    char buf[8];
+    size_t len;
+    mpool_lock_t *l = mpool_lock_new();
+    ROW(mpool_lock_acquire(l, nan), 0);
+    ROW(mpool_lock_acquire(l, nan), ETIMEDOUT);
+    ROW(mpool_lock_release(l), 0);
+    mpool_lock_free(l);
+    mpool_sem_t *s = mpool_sem_new(0);
+    ROW(mpool_sem_acquire(s, nan), ETIMEDOUT);
+    mpool_sem_free(s);
+    mpool_event_t *e = mpool_event_new();
+    ROW(mpool_event_wait(e, nan), ETIMEDOUT);
+    mpool_event_free(e);
+    mpool_queue_t *q = mpool_queue_new(1, 8);
+    ROW(mpool_queue_get(q, buf, sizeof buf, &len, nan), ETIMEDOUT);
+    ROW(mpool_queue_put(q, "x", 1, nan), 0);
+    ROW(mpool_queue_put(q, "x", 1, nan), ETIMEDOUT);
+    mpool_queue_free(q);
+    mpool_conn_t *a, *b;
+    ROW(mpool_pipe(&a, &b, true), 0);
+    ROW(mpool_conn_recv(a, buf, sizeof buf, &len, nan), ETIMEDOUT);
+    ROW(mpool_conn_poll(a, nan), ETIMEDOUT);
+    mpool_conn_close(a);
+    mpool_conn_close(b);
+    mpool_pool_opts_t o = {.processes = 1};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    long in = 3, out = 0;
+    mpool_iter_t *it = mpool_pool_imap(p, square, &in, 1, sizeof in, sizeof out, 1);
+    size_t idx;
+    int r;
+    while ((r = mpool_iter_next(it, &out, &idx, nan)) == ETIMEDOUT) {
+    } /* polls: each call returns at once */
+    ROW(r, 0);
+    ROW(out, 9);
+    mpool_iter_free(it);
+    ROW(mpool_pool_join(p, nan), EINVAL); /* before close */
+    mpool_pool_free(p);
+}
+
 static int run_table(void *arg)
 {
     (void)arg;
@@ -286,6 +329,7 @@ static int run_table(void *arg)
     conn_rows();
     queue_rows();
     pool_rows();
+    nan_timeout_rows();
     return failures ? 1 : 0;
 }
 

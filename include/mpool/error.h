@@ -8,8 +8,9 @@
  *
  * Every call that can block takes a `double timeout` in seconds: negative
  * (MPOOL_FOREVER) waits forever, 0 tries once, a positive value waits at most
- * that long on CLOCK_MONOTONIC, across signals and spurious wake-ups. A wait
- * that ends without success returns ETIMEDOUT, also for a timeout of 0.
+ * that long on CLOCK_MONOTONIC, across signals and spurious wake-ups (NaN
+ * counts as 0). A wait that ends without success returns ETIMEDOUT, also for
+ * a timeout of 0.
  */
 #ifndef MPOOL_ERROR_H
 #define MPOOL_ERROR_H
