@@ -36,6 +36,19 @@ static inline void bench_ratio(const char *label, const char *a, const char *b)
     printf("RATIO %s %s %s\n", label, a, b);
 }
 
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n measurements (sorts them in place). */
+static inline double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* Keeps the compiler from dropping a computation. */
 static inline void bench_use(const void *p)
 {

@@ -143,18 +143,6 @@ static double mpool_stream(long n)
 
 #define ROUNDS 5
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 /* mpool and raw take turns in ROUNDS short rounds, so that the machine's
  * drift (2 shared vCPUs) hits both alike; each reports its median round. */
 int main(void)
@@ -170,10 +158,10 @@ int main(void)
         m_st[i] = mpool_stream(stream);
         r_st[i] = raw_stream(stream);
     }
-    bench_result("pipe_rtt_8B_mpool", median(m_rtt, ROUNDS), "us");
-    bench_result("pipe_rtt_8B_raw", median(r_rtt, ROUNDS), "us");
-    bench_result("pipe_stream_64K_mpool", median(m_st, ROUNDS), "GB/s");
-    bench_result("pipe_stream_64K_raw", median(r_st, ROUNDS), "GB/s");
+    bench_result("pipe_rtt_8B_mpool", bench_median(m_rtt, ROUNDS), "us");
+    bench_result("pipe_rtt_8B_raw", bench_median(r_rtt, ROUNDS), "us");
+    bench_result("pipe_stream_64K_mpool", bench_median(m_st, ROUNDS), "GB/s");
+    bench_result("pipe_stream_64K_raw", bench_median(r_st, ROUNDS), "GB/s");
     bench_ratio("pipe_rtt_mpool/raw", "pipe_rtt_8B_mpool", "pipe_rtt_8B_raw");
     bench_ratio("pipe_rtt_python/mpool", "pipe_rtt_8B_python", "pipe_rtt_8B_mpool");
     bench_ratio("pipe_stream_raw/mpool", "pipe_stream_64K_raw", "pipe_stream_64K_mpool");

@@ -38,18 +38,6 @@ static int square(const void *in, void *out, void *ctx)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static mpool_pool_t *pool2(void)
 {
     mpool_pool_opts_t o = {.processes = 2};
@@ -75,7 +63,7 @@ static void bench_start(void)
         mpool_pool_free(p);
         t[r] = (bench_now() - t0) * 1e3;
     }
-    bench_result("pool.start_ms", median(t, reps), "ms");
+    bench_result("pool.start_ms", bench_median(t, reps), "ms");
 }
 
 static double time_map(mpool_pool_t *p, const long *in, long *out, size_t n)
@@ -99,9 +87,9 @@ static void bench_map(mpool_pool_t *p)
     memset(out, 0, n * sizeof *out);
     bench_result("pool.map_first_ns_per_item", time_map(p, in, out, n), "ns");
     for (int r = 0; r < reps; r++) t[r] = time_map(p, in, out, n);
-    bench_result("pool.map_ns_per_item", median(t, reps), "ns");
+    bench_result("pool.map_ns_per_item", bench_median(t, reps), "ns");
     for (int r = 0; r < reps; r++) t[r] = time_map(p, sin, sout, n);
-    bench_result("pool.map_shm_ns_per_item", median(t, reps), "ns");
+    bench_result("pool.map_shm_ns_per_item", bench_median(t, reps), "ns");
     free(in);
     free(out);
     mpool_shm_free(sin);
@@ -120,7 +108,7 @@ static void bench_rtt(mpool_pool_t *p)
         }
         t[r] = (bench_now() - t0) / k * 1e6;
     }
-    bench_result("pool.apply_rtt_us", median(t, reps), "us");
+    bench_result("pool.apply_rtt_us", bench_median(t, reps), "us");
     size_t n = quick ? 1000 : 20000;
     long *in = malloc(n * sizeof *in);
     for (size_t i = 0; i < n; i++) in[i] = (long)i;
@@ -133,7 +121,7 @@ static void bench_rtt(mpool_pool_t *p)
         mpool_iter_free(it);
         t[r] = (bench_now() - t0) / (double)n * 1e6;
     }
-    bench_result("pool.imap_cs1_us", median(t, reps), "us");
+    bench_result("pool.imap_cs1_us", bench_median(t, reps), "us");
     free(in);
 }
 

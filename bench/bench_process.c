@@ -35,12 +35,6 @@ static double raw_round(int n)
     return (bench_now() - t0) / n;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Medians of interleaved rounds; `tag` names the scheduling mode. */
 static void measure(const char *tag)
 {
@@ -50,13 +44,11 @@ static void measure(const char *tag)
         m[i] = mpool_round(n);
         r[i] = raw_round(n);
     }
-    qsort(m, rounds, sizeof m[0], cmp);
-    qsort(r, rounds, sizeof r[0], cmp);
     char name[128];
     snprintf(name, sizeof name, "process.start_join%s.mpool", tag);
-    bench_result(name, m[rounds / 2] * 1e6, "us");
+    bench_result(name, bench_median(m, rounds) * 1e6, "us");
     snprintf(name, sizeof name, "process.start_join%s.raw_fork", tag);
-    bench_result(name, r[rounds / 2] * 1e6, "us");
+    bench_result(name, bench_median(r, rounds) * 1e6, "us");
 }
 
 int main(void)

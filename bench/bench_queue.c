@@ -198,18 +198,6 @@ static double run_mpool(size_t item, long n)
 
 #define ROUNDS 3
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 /* The rings take turns in ROUNDS rounds, so that the machine's drift (2
  * shared vCPUs) hits all alike; each reports its median round. */
 int main(void)
@@ -224,11 +212,11 @@ int main(void)
         m4[i] = (double)(n4k - 1) * 4096 / run_mpool(4096, n4k) / 1e6;
         r4[i] = (double)(n4k - 1) * 4096 / run_raw(4096, n4k) / 1e6;
     }
-    bench_result("queue_8B_mpool", median(m8, ROUNDS), "msgs/s");
-    bench_result("queue_8B_raw", median(r8, ROUNDS), "msgs/s");
-    bench_result("queue_8B_vyukov", median(v8, ROUNDS), "msgs/s");
-    bench_result("queue_4K_mpool", median(m4, ROUNDS), "MB/s");
-    bench_result("queue_4K_raw", median(r4, ROUNDS), "MB/s");
+    bench_result("queue_8B_mpool", bench_median(m8, ROUNDS), "msgs/s");
+    bench_result("queue_8B_raw", bench_median(r8, ROUNDS), "msgs/s");
+    bench_result("queue_8B_vyukov", bench_median(v8, ROUNDS), "msgs/s");
+    bench_result("queue_4K_mpool", bench_median(m4, ROUNDS), "MB/s");
+    bench_result("queue_4K_raw", bench_median(r4, ROUNDS), "MB/s");
 
     bench_ratio("queue_8B_mpool/python", "queue_8B_mpool", "queue_8B_python");
     bench_ratio("queue_8B_raw/mpool", "queue_8B_raw", "queue_8B_mpool");
