@@ -12,21 +12,12 @@
 
 /* ---- the chaos process ---------------------------------------------------- */
 
-/* The parent pid of `pid`, or 0. */
+/* The parent pid of `pid`, or 0 once it is gone. */
 static pid_t parent_of(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    int ppid = 0;
-    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1) return 0;
-    return (pid_t)ppid;
+    char st;
+    pid_t pp;
+    return tu_stat(pid, &st, &pp) ? pp : 0;
 }
 
 /* Live descendants of `root` (not zombies), at most `max`. */

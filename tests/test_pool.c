@@ -572,37 +572,11 @@ static void test_free_without_join(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
-/* The children of `parent` (the last one found; up to `max` into pids). */
-static pid_t children_of(pid_t parent, pid_t *pids, int max, int *count)
-{
-    pid_t me = parent, found = 0;
-    int n = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        char *p = strrchr(buf, ')');
-        int ppid = 0;
-        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me && p[2] != 'Z') {
-            found = atoi(e->d_name);
-            if (n < max) pids[n++] = found;
-        }
-    }
-    if (d) closedir(d);
-    if (count) *count = n;
-    return found;
-}
-
 /* The only child of this process: the pool's fork server. */
 static pid_t only_child(void)
 {
-    return children_of(getpid(), NULL, 0, NULL);
+    pid_t server = 0;
+    return tu_children(getpid(), false, &server, 1) > 0 ? server : 0;
 }
 
 /* Workers SIGKILLed at random instants (in tasks, between them, while
@@ -624,8 +598,8 @@ static void test_random_kills(void **state)
         unsigned seed = 1;
         while (mpool_async_wait(a, 0.002) == ETIMEDOUT && kills < 100) {
             pid_t w[8];
-            int nw = 0;
-            children_of(server, w, 8, &nw);
+            int nw = tu_children(server, false, w, 8);
+            if (nw > 8) nw = 8;
             if (nw) kills += kill(w[rand_r(&seed) % nw], SIGKILL) == 0;
         }
         int err = mpool_async_get(a, WAIT);
@@ -699,8 +673,7 @@ static void test_sigint_ignored(void **state)
     long out[100];
     assert_int_equal(mpool_pool_map(p, task, in, 100, sizeof *in, out, sizeof *out, 0), 0);
     pid_t server = only_child(), w[8];
-    int nw = 0;
-    children_of(server, w, 8, &nw);
+    int nw = tu_children(server, false, w, 8);
     assert_int_equal(nw, 2);
     for (int k = 0; k < nw; k++) assert_int_equal(kill(w[k], SIGINT), 0);
     assert_int_equal(kill(server, SIGINT), 0);
@@ -720,8 +693,7 @@ static int pool_owner(void *arg)
     long out[10];
     if (mpool_pool_map(p, task, in, 10, sizeof *in, out, sizeof *out, 1)) return 1;
     pids[0] = only_child();
-    int nw = 0;
-    children_of(pids[0], &pids[1], 2, &nw);
+    int nw = tu_children(pids[0], false, &pids[1], 2);
     __atomic_store_n(&pids[3], nw, __ATOMIC_RELEASE);
     for (;;) pause();
 }

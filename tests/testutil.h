@@ -87,43 +87,56 @@ static inline int tu_wait(pid_t pid, double timeout)
     }
 }
 
-/* True if `pid` no longer exists or is a zombie. */
-static inline int tu_pid_gone(pid_t pid)
+/* State (R, S, Z, ...) and parent of `pid`, from /proc/<pid>/stat; false
+ * once it is gone. The command name may hold spaces: parse after the ')'. */
+static inline bool tu_stat(pid_t pid, char *state, pid_t *ppid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f) return 1;
+    if (!f) return false;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
     char *p = strrchr(buf, ')');
-    return p && (p[2] == 'Z' || p[2] == 'X');
+    int pp = 0;
+    if (!p || sscanf(p + 2, "%c %d", state, &pp) != 2) return false;
+    *ppid = (pid_t)pp;
+    return true;
 }
 
-/* Children of this process (counted from /proc), zombies included. */
-static inline int tu_count_children(void)
+/* True if `pid` no longer exists or is a zombie. */
+static inline int tu_pid_gone(pid_t pid)
+{
+    char st;
+    pid_t pp;
+    return !tu_stat(pid, &st, &pp) || st == 'Z' || st == 'X';
+}
+
+/* The children of `parent` (zombies too when `zombies`), the first `max`
+ * of them into pids (which may be NULL). Returns how many there are. */
+static inline int tu_children(pid_t parent, bool zombies, pid_t *pids, int max)
 {
     int n = 0;
-    pid_t me = getpid();
     DIR *d = opendir("/proc");
     if (!d) return -1;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        size_t k = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[k] = 0;
-        char *p = strrchr(buf, ')');
-        int ppid = 0;
-        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == me) n++;
+        pid_t pid = (pid_t)atoi(e->d_name), pp;
+        char st;
+        if (pid <= 0 || !tu_stat(pid, &st, &pp) || pp != parent) continue;
+        if (!zombies && (st == 'Z' || st == 'X')) continue;
+        if (pids && n < max) pids[n] = pid;
+        n++;
     }
     closedir(d);
     return n;
+}
+
+/* Children of this process, zombies included. */
+static inline int tu_count_children(void)
+{
+    return tu_children(getpid(), true, NULL, 0);
 }
 
 #endif
