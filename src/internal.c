@@ -110,7 +110,13 @@ __attribute__((cold)) uint64_t mpool__self_slow(void)
     pid_t tid = (pid_t)syscall(SYS_gettid);
     char state;
     uint64_t start = 0;
-    if (!read_stat(tid, &state, &start)) start = 0; /* no /proc: the TID alone */
+    errno = 0;
+    if (!read_stat(tid, &state, &start)) {
+        /* Never guess (a start time of 0 passes for a dead thread): no
+         * identity, errno says why, and the next call tries again. */
+        if (errno == 0) errno = EAGAIN;
+        return 0;
+    }
     mpool__self_id = (start & 0xffffffffu) << 32 | (uint32_t)tid;
     return mpool__self_id;
 }

@@ -173,45 +173,14 @@ void mpool_queue_free(mpool_queue_t *q)
 
 /* Takes a side's lock by an absolute deadline (NULL: none; try: once).
  * A dead holder is no error here: the update order above keeps the ring
- * consistent whatever instruction the holder died at. 0 or ETIMEDOUT. */
+ * consistent whatever instruction the holder died at. Dead holders are
+ * noticed by mutex.c, for tries and short polls too (counted across calls).
+ * 0, ETIMEDOUT, or the identity error of mpool__self() (EMFILE...). */
 static int lock_side(mpool__mutex_t *m, uint64_t self, const struct timespec *deadline,
                      bool try_only)
 {
-    uint64_t zero = 0;
-    if (MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
-                                                 __ATOMIC_RELAXED)))
-        return 0;
-    int r = mpool__mutex_lock_slow(m, self, deadline, try_only);
-    if (r != ETIMEDOUT || !try_only) return r == EOWNERDEAD ? 0 : r;
-    /* A try that found the lock held past the mutex's spin: the holder may
-     * be dead, and the robust mutex only notices that for sleepers. Look
-     * once, so that polling users alone can never be wedged. */
-    uint64_t w = __atomic_load_n(&m->word, __ATOMIC_RELAXED);
-    uint64_t holder = w & ~(uint64_t)MPOOL__MUTEX_WAIT;
-    if (w && mpool__thread_dead(holder) &&
-        __atomic_compare_exchange_n(&m->word, &w, self | (w & MPOOL__MUTEX_WAIT), false,
-                                    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return 0;
-    return ETIMEDOUT;
-}
-
-/* Releases a side's lock, then orders the holder's head or tail store
- * before the loads that follow (edge_wake's waiters count): the store-load
- * order of Dekker's pattern, which release semantics alone do not give. On
- * x86 the unlock is a locked CAS, a full barrier already, so only the
- * compiler needs telling; this saves one fence per operation. Elsewhere: a
- * real fence. */
-static void unlock_fenced(mpool__mutex_t *m, uint64_t self)
-{
-    uint64_t expect = self;
-    if (!__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
-                                     __ATOMIC_RELAXED))
-        mpool__mutex_unlock_slow(m, self); /* WAIT set: wake a sleeper */
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ volatile("" ::: "memory");
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
+    int r = mpool__mutex_lock_as(m, self, deadline, try_only);
+    return r == EOWNERDEAD ? 0 : r;
 }
 
 /* Wakes every sleeper of an edge, if any announced itself. The caller made
@@ -326,7 +295,7 @@ static int try_put(mpool_queue_t *q, const void *item, size_t len)
     s->len = len;
     if (len) memcpy(s->data, item, len);
     /* The publication. edge_wake's load of the waiters count must not pass
-     * it: see unlock_fenced. */
+     * it: see mpool__mutex_unlock_fenced. */
     __atomic_store_n(&q->tail, t + 1, __ATOMIC_RELEASE);
     return 0;
 }
@@ -343,7 +312,7 @@ int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, double timeo
         int r = lock_side(&q->put_lock, self, deadline, try_only);
         if (r) return r;
         r = try_put(q, item, len);
-        unlock_fenced(&q->put_lock, self);
+        mpool__mutex_unlock_fenced(&q->put_lock, self);
         if (r == 0) edge_wake(&q->not_empty);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_full, put_ready, deadline, try_only);
@@ -383,7 +352,7 @@ int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double
         int r = lock_side(&q->get_lock, self, deadline, try_only);
         if (r) return r;
         r = try_get(q, buf, cap, len);
-        unlock_fenced(&q->get_lock, self);
+        mpool__mutex_unlock_fenced(&q->get_lock, self);
         if (r == 0) edge_wake(&q->not_full);
         if (r != EAGAIN) return r;
         r = edge_wait(q, &q->not_empty, get_ready, deadline, try_only);
@@ -417,9 +386,13 @@ void mpool_queue_close(mpool_queue_t *q)
     if (!q) return;
     /* Under put_lock, so that no put is half-way: see try_get. */
     uint64_t self = mpool__self();
-    lock_side(&q->put_lock, self, NULL, false);
+    int r = lock_side(&q->put_lock, self, NULL, false);
+    if (r) { /* the caller's identity is unknown (see queue.h): left open */
+        errno = r;
+        return;
+    }
     __atomic_store_n(&q->closed, 1, __ATOMIC_SEQ_CST);
-    unlock_fenced(&q->put_lock, self);
+    mpool__mutex_unlock_fenced(&q->put_lock, self);
     edge_wake_always(&q->not_empty);
     edge_wake_always(&q->not_full);
 }

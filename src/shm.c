@@ -92,10 +92,13 @@ static heap_t *get_heap(void)
     return heap;
 }
 
-static void heap_lock(heap_t *h)
+/* 0, or the error of a caller whose identity is unknown (EMFILE...: see
+ * mutex.h), which must not touch the heap. EOWNERDEAD counts as 0: a holder
+ * died in here, and at worst leaked one block. */
+static int heap_lock(heap_t *h)
 {
-    /* EOWNERDEAD: a holder died in here; at worst it leaked one block. */
-    (void)mpool__mutex_lock(&h->lock, MPOOL_FOREVER);
+    int r = mpool__mutex_lock(&h->lock, MPOOL_FOREVER);
+    return r == EOWNERDEAD ? 0 : r;
 }
 
 static unsigned size_class(size_t total)
@@ -174,7 +177,11 @@ void *mpool_shm_alloc(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    heap_lock(h);
+    int r = heap_lock(h);
+    if (r) {
+        errno = r;
+        return NULL;
+    }
     void *p =
         size + HEADER <= ((size_t)1 << MAX_CLASS) ? small_alloc(h, size) : large_alloc(h, size);
     mpool__mutex_unlock(&h->lock);
@@ -233,7 +240,11 @@ void mpool_shm_free(void *ptr)
     if (!ptr || !h || !mpool_shm_contains(ptr)) return;
     block_t *b = (block_t *)((char *)ptr - HEADER);
     if (((uintptr_t)ptr & (HEADER - 1)) || (char *)b < h->base + PAGE) return;
-    heap_lock(h);
+    int r = heap_lock(h);
+    if (r) {
+        errno = r; /* the block stays allocated: see shm.h */
+        return;
+    }
     if (b->magic == BLOCK_MAGIC && b->state == BLOCK_USED) {
         h->in_use -= b->size;
         if (b->cls) {
