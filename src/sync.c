@@ -540,17 +540,27 @@ void mpool_cond_free(mpool_cond_t *c)
  *                wait fails at once until reset
  *   AFTER_RESET  the previous pass ended by reset, not by its parties all
  *                arriving: its waiters fail with MPOOL_EBROKEN
- * Changed only under the barrier's mutex; waiters sleep on it unlocked. */
+ * Changed only under the barrier's mutex; waiters sleep on it unlocked.
+ *
+ * The word tells a waiter how its pass ended only while the pass after it
+ * is current. A waiter descheduled longer (a reset, then a whole pass of
+ * other parties) reads `ended_by_reset` under the mutex: bit (p % 64) says
+ * whether pass p ended by reset, for the last 64 passes (issue 10, bug 12). */
 #define B_BROKEN      1u
 #define B_AFTER_RESET 2u
 #define B_PASS_ONE    4u
+#define B_PASS_MASK   0x3fffffffu
+#define B_HISTORY     64u
+
+_Static_assert((B_PASS_MASK + 1u) % B_HISTORY == 0, "history bits must survive the pass wrap");
 
 struct mpool_barrier {
-    mpool__mutex_t m;  /* guards every change of state and count */
-    uint32_t state;    /* see above */
-    uint32_t sleepers; /* waiters inside FUTEX_WAIT (see await_change) */
-    uint32_t count;    /* arrivals in the current pass, 0..parties-1; under m */
-    uint32_t parties;  /* fixed */
+    mpool__mutex_t m;        /* guards every change of state and count */
+    uint32_t state;          /* see above */
+    uint32_t sleepers;       /* waiters inside FUTEX_WAIT (see await_change) */
+    uint32_t count;          /* arrivals in the current pass, 0..parties-1; under m */
+    uint32_t parties;        /* fixed */
+    uint64_t ended_by_reset; /* see above; under m */
 };
 
 mpool_barrier_t *mpool_barrier_new(unsigned parties)
@@ -564,10 +574,12 @@ mpool_barrier_t *mpool_barrier_new(unsigned parties)
     return b;
 }
 
-static void barrier_lock(mpool_barrier_t *b)
+/* 0, or the identity error (EMFILE...: see mutex.h): not locked. */
+static int barrier_lock(mpool_barrier_t *b)
 {
     /* EOWNERDEAD: a party died inside a few stores; state stays consistent. */
-    (void)mpool__mutex_lock(&b->m, MPOOL_FOREVER);
+    int r = mpool__mutex_lock(&b->m, MPOOL_FOREVER);
+    return r == EOWNERDEAD ? 0 : r;
 }
 
 /* Installs a new state (count back to 0), unlocks, wakes every sleeper. */
@@ -579,18 +591,36 @@ static void barrier_publish(mpool_barrier_t *b, uint32_t state)
     wake_if_sleepers(&b->state, &b->sleepers, INT_MAX);
 }
 
-static uint32_t next_pass(uint32_t state)
+static uint32_t pass_of(uint32_t state)
 {
-    return (state & ~3u) + B_PASS_ONE;
+    return (state >> 2) & B_PASS_MASK;
 }
 
-/* How the pass that began with word `mine` ended, seen from word `now`. */
-static int barrier_outcome(uint32_t mine, uint32_t now)
+/* Ends the current pass, by its last arrival or by reset; under m. */
+static void barrier_end_pass(mpool_barrier_t *b, bool by_reset)
 {
-    uint32_t passes = (now >> 2) - (mine >> 2);
-    if ((passes & 0x3fffffffu) == 0) return MPOOL_EBROKEN; /* only BROKEN changes it */
-    if ((passes & 0x3fffffffu) == 1 && (now & B_AFTER_RESET)) return MPOOL_EBROKEN;
-    return 0;
+    uint32_t pass = pass_of(b->state);
+    uint64_t bit = (uint64_t)1 << (pass % B_HISTORY);
+    b->ended_by_reset = by_reset ? b->ended_by_reset | bit : b->ended_by_reset & ~bit;
+    barrier_publish(b, ((b->state & ~3u) + B_PASS_ONE) | (by_reset ? B_AFTER_RESET : 0));
+}
+
+/* How the pass that began with word `mine` ended, for a waiter that saw the
+ * word change. */
+static int barrier_outcome(mpool_barrier_t *b, uint32_t mine)
+{
+    uint32_t now = __atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
+    uint32_t passes = (pass_of(now) - pass_of(mine)) & B_PASS_MASK;
+    if (passes == 0) return MPOOL_EBROKEN; /* only BROKEN changes it */
+    if (passes == 1) return (now & B_AFTER_RESET) ? MPOOL_EBROKEN : 0;
+    /* Our identity is cached since our arrival, so this lock cannot fail. */
+    (void)barrier_lock(b);
+    passes = (pass_of(b->state) - pass_of(mine)) & B_PASS_MASK;
+    bool by_reset = (b->ended_by_reset >> (pass_of(mine) % B_HISTORY)) & 1;
+    mpool__mutex_unlock(&b->m);
+    /* Past the history nobody can tell: broken is the answer that makes
+     * the caller resynchronize (documented in sync.h). */
+    return passes >= B_HISTORY || by_reset ? MPOOL_EBROKEN : 0;
 }
 
 int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
@@ -598,7 +628,8 @@ int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
     if (!b) return EINVAL;
     struct timespec ts;
     const struct timespec *deadline = make_deadline(timeout, &ts);
-    barrier_lock(b);
+    int r = barrier_lock(b);
+    if (r) return r;
     uint32_t mine = b->state;
     if (mine & B_BROKEN) {
         mpool__mutex_unlock(&b->m);
@@ -607,33 +638,41 @@ int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
     unsigned idx = b->count++;
     if (index) *index = idx;
     if (b->count == b->parties) {
-        barrier_publish(b, next_pass(mine));
+        barrier_end_pass(b, false);
         return 0;
     }
     mpool__mutex_unlock(&b->m);
     if (await_change(&b->state, mine, &b->sleepers, deadline) == ETIMEDOUT) {
-        barrier_lock(b);
+        (void)barrier_lock(b); /* cannot fail: see barrier_outcome */
         if (b->state == mine) {
             barrier_publish(b, mine | B_BROKEN);
             return ETIMEDOUT;
         }
         mpool__mutex_unlock(&b->m); /* the pass ended as our time ran out */
     }
-    return barrier_outcome(mine, __atomic_load_n(&b->state, __ATOMIC_ACQUIRE));
+    return barrier_outcome(b, mine);
 }
 
 void mpool_barrier_abort(mpool_barrier_t *b)
 {
     if (!b) return;
-    barrier_lock(b);
+    int r = barrier_lock(b);
+    if (r) {
+        errno = r;
+        return;
+    }
     barrier_publish(b, b->state | B_BROKEN);
 }
 
 void mpool_barrier_reset(mpool_barrier_t *b)
 {
     if (!b) return;
-    barrier_lock(b);
-    barrier_publish(b, next_pass(b->state) | B_AFTER_RESET);
+    int r = barrier_lock(b);
+    if (r) {
+        errno = r;
+        return;
+    }
+    barrier_end_pass(b, true);
 }
 
 bool mpool_barrier_broken(mpool_barrier_t *b)
