@@ -7,6 +7,8 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 
 /* Generous bounds for timing checks: 2 shared, noisy cores. */
 #define EARLY       0.01               /* a timed wait may end this much before its timeout */
@@ -331,6 +333,125 @@ static void test_rlock_owner_death(void **state)
     assert_int_equal(mpool_rlock_release(sh->rlock), EPERM);
     wait_ok(tu_fork(child_rlock_free, sh));
     shared_free(sh);
+}
+
+/* ---- polling a dead holder's lock (issue 10, bug 6) -------------------------- */
+
+/* Polls with `timeout` (0 or short) until something other than ETIMEDOUT;
+ * returns it, or -1 after `limit` seconds. */
+static int poll_lock(mpool_lock_t *l, double timeout, double limit)
+{
+    double end = tu_now() + limit;
+    int r;
+    while ((r = mpool_lock_acquire(l, timeout)) == ETIMEDOUT)
+        if (tu_now() > end) return -1;
+    return r;
+}
+
+static int child_hold_rlock(void *arg)
+{
+    shared_t *sh = arg;
+    return mpool_rlock_acquire(sh->rlock, 5) == 0 && mpool_rlock_acquire(sh->rlock, 5) == 0 ? 0 : 1;
+}
+
+/* A program that only polls -- tries, or waits of 4 ms, each far shorter
+ * than the 10 ms before a holder is checked -- still gets EOWNERDEAD within
+ * the bound, counted across its calls. */
+static void test_lock_poll_dead_holder(void **state)
+{
+    (void)state;
+    const double timeouts[] = {0, 0.004};
+    for (int i = 0; i < 2; i++) {
+        shared_t *sh = shared_new();
+        wait_ok(tu_fork(child_hold_lock, sh)); /* exited holding it */
+        double t0 = tu_now();
+        assert_int_equal(poll_lock(sh->lock, timeouts[i], 5.0), EOWNERDEAD);
+        assert_true(tu_now() - t0 <= MPOOL_OWNER_DEAD_BOUND + LATE);
+        check_lock_usable(sh);
+
+        wait_ok(tu_fork(child_hold_rlock, sh));
+        t0 = tu_now();
+        int r;
+        double end = t0 + 5.0;
+        while ((r = mpool_rlock_acquire(sh->rlock, timeouts[i])) == ETIMEDOUT && tu_now() < end) {
+        }
+        assert_int_equal(r, EOWNERDEAD);
+        assert_true(tu_now() - t0 <= MPOOL_OWNER_DEAD_BOUND + LATE);
+        assert_int_equal(mpool_rlock_release(sh->rlock), 0); /* a count of 1 */
+        assert_int_equal(mpool_rlock_release(sh->rlock), EPERM);
+        shared_free(sh);
+    }
+}
+
+/* ---- a full descriptor table (issue 10, bug 5) ------------------------------- */
+
+typedef struct {
+    mpool_lock_t *lock;
+    mpool_event_t *tried, *done;
+    int result;  /* the thread's first acquire */
+    int release; /* its release, when it got the lock */
+} emfile_t;
+
+/* A fresh thread (no identity cached yet) fills the descriptor table, then
+ * makes its first lock call. */
+static void *emfile_thread(void *arg)
+{
+    emfile_t *e = arg;
+    int fds[256], n = 0;
+    while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0) n++;
+    e->result = n < 256 && errno == EMFILE ? mpool_lock_acquire(e->lock, 0) : -1;
+    if (e->result == 0) {
+        for (int i = 0; i < n; i++) close(fds[i]);
+        n = 0;
+        mpool_event_set(e->tried);
+        mpool_event_wait(e->done, CHILD_LIMIT);
+        e->release = mpool_lock_release(e->lock);
+    }
+    for (int i = 0; i < n; i++) close(fds[i]);
+    mpool_event_set(e->tried);
+    return NULL;
+}
+
+static int child_emfile(void *arg)
+{
+    struct rlimit rl = {64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) return 1;
+    pthread_t th;
+    if (pthread_create(&th, NULL, emfile_thread, arg)) return 2;
+    pthread_join(th, NULL);
+    return 0;
+}
+
+/* The thread's first lock call fails with an errno (EMFILE), or succeeds
+ * with a true identity: then nobody else gets the lock while it holds it,
+ * not with EOWNERDEAD either, and its release works. */
+static void test_lock_identity_emfile(void **state)
+{
+    (void)state;
+    emfile_t *e = mpool_shm_alloc(sizeof *e);
+    e->lock = mpool_lock_new();
+    e->tried = mpool_event_new();
+    e->done = mpool_event_new();
+    pid_t pid = tu_fork(child_emfile, e);
+    assert_int_equal(mpool_event_wait(e->tried, CHILD_LIMIT), 0);
+    if (e->result == 0) {
+        double end = tu_now() + 0.3; /* more than the first /proc check */
+        while (tu_now() < end) assert_int_equal(mpool_lock_acquire(e->lock, 0), ETIMEDOUT);
+        assert_int_equal(mpool_lock_acquire(e->lock, 0.5), ETIMEDOUT);
+        mpool_event_set(e->done);
+        wait_ok(pid);
+        assert_int_equal(e->release, 0);
+    } else {
+        wait_ok(pid);
+        assert_int_equal(e->result, EMFILE);
+        assert_false(mpool_lock_locked(e->lock));
+    }
+    assert_int_equal(mpool_lock_acquire(e->lock, 1), 0);
+    assert_int_equal(mpool_lock_release(e->lock), 0);
+    mpool_lock_free(e->lock);
+    mpool_event_free(e->tried);
+    mpool_event_free(e->done);
+    mpool_shm_free(e);
 }
 
 /* ---- Semaphore -------------------------------------------------------------------- */
@@ -945,6 +1066,43 @@ static void test_barrier_abort_reset(void **state)
     mpool_shm_free(s);
 }
 
+/* A waiter descheduled (SIGSTOP) across a reset and a whole next pass of
+ * other parties: its own pass ended by reset, so MPOOL_EBROKEN (bug 12). */
+static bool sleeping(void *arg)
+{
+    pid_t pid = *(pid_t *)arg;
+    char st;
+    pid_t pp;
+    return tu_stat(pid, &st, &pp) && st == 'S';
+}
+
+static void *thread_barrier_pass(void *arg)
+{
+    return (void *)(intptr_t)mpool_barrier_wait(arg, 10, NULL);
+}
+
+static void test_barrier_stopped_across_reset(void **state)
+{
+    (void)state;
+    bar_t *s = mpool_shm_alloc(sizeof *s);
+    s->b = mpool_barrier_new(2);
+    pid_t pid = tu_fork(child_barrier_broken, s);
+    assert_true(poll_until(one_waiting, s->b));
+    assert_true(poll_until(sleeping, &pid)); /* asleep in the wait, not holding the mutex */
+    kill(pid, SIGSTOP);
+    mpool_barrier_reset(s->b);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, thread_barrier_pass, s->b), 0);
+    assert_int_equal(mpool_barrier_wait(s->b, 10, NULL), 0);
+    void *ret;
+    pthread_join(th, &ret);
+    assert_int_equal((intptr_t)ret, 0);
+    kill(pid, SIGCONT);
+    wait_ok(pid); /* child_barrier_broken: 0 only for MPOOL_EBROKEN */
+    mpool_barrier_free(s->b);
+    mpool_shm_free(s);
+}
+
 /* ---- a full shared heap ---------------------------------------------------------------- */
 
 #define MAX_BLOCKS 20000
@@ -1001,6 +1159,8 @@ int main(void)
         cmocka_unit_test(test_lock_owner_killed),
         cmocka_unit_test(test_rlock),
         cmocka_unit_test(test_rlock_owner_death),
+        cmocka_unit_test(test_lock_poll_dead_holder),
+        cmocka_unit_test(test_lock_identity_emfile),
         cmocka_unit_test(test_sem_basic),
         cmocka_unit_test(test_sem_cross_process),
         cmocka_unit_test(test_sem_many_waiters),
@@ -1016,6 +1176,7 @@ int main(void)
         cmocka_unit_test(test_barrier_passes),
         cmocka_unit_test(test_barrier_timeout_breaks),
         cmocka_unit_test(test_barrier_abort_reset),
+        cmocka_unit_test(test_barrier_stopped_across_reset),
         cmocka_unit_test(test_heap_full),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
