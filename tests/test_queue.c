@@ -2,6 +2,8 @@
 /* Tests of the shared-memory queues (queue.h), across real processes. */
 #include "testutil.h"
 
+#include <sys/mman.h>
+
 typedef struct {
     uint32_t producer;
     uint32_t seq;
@@ -450,6 +452,77 @@ static void test_sleeping_getter_killed(void **state)
     mpool_queue_free(q);
 }
 
+/* ---- pollers past a side lock whose holder died (issue 10, bug 6) ----------- */
+
+static void segv_exit(int sig)
+{
+    (void)sig;
+    _exit(7);
+}
+
+/* Dies (SIGSEGV on the item's bytes) inside put, holding the put lock. */
+static int child_die_in_put(void *arg)
+{
+    (void)arg;
+    signal(SIGSEGV, segv_exit);
+    void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (bad == MAP_FAILED) return 1;
+    mpool_queue_put(q, bad, 8, 1.0);
+    return 2;
+}
+
+/* Dies (SIGSEGV writing into a read-only buffer) inside get, holding the
+ * get lock, before taking the item. */
+static int child_die_in_get(void *arg)
+{
+    (void)arg;
+    signal(SIGSEGV, segv_exit);
+    void *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ro == MAP_FAILED) return 1;
+    size_t len;
+    mpool_queue_get(q, ro, 8, &len, 1.0);
+    return 2;
+}
+
+/* Polls put (get when buf) with `timeout` until not ETIMEDOUT; that result,
+ * or -1 after 5 s. */
+static int poll_queue(double timeout, void *buf, double *took)
+{
+    double t0 = tu_now();
+    uint64_t x = 42;
+    size_t len;
+    int r;
+    do r = buf ? mpool_queue_get(q, buf, 8, &len, timeout) : mpool_queue_put(q, &x, 8, timeout);
+    while (r == ETIMEDOUT && tu_now() - t0 < 5.0);
+    *took = tu_now() - t0;
+    return r;
+}
+
+/* Loops of put or get with timeouts of 0 and 4 ms -- each shorter than the
+ * 10 ms before a holder is checked -- get past the dead holder (the header
+ * says 10-60 ms; 2 s here for a noisy machine). */
+static void test_pollers_pass_dead_holder(void **state)
+{
+    (void)state;
+    const double timeouts[] = {0.004, 0};
+    for (int i = 0; i < 2; i++) {
+        q = mpool_queue_new(4, 8);
+        assert_non_null(q);
+        double took;
+        assert_int_equal(tu_wait(tu_fork(child_die_in_put, NULL), 10.0), 7);
+        assert_int_equal(poll_queue(timeouts[i], NULL, &took), 0);
+        assert_true(took < 2.0 * tu_slack());
+        assert_int_equal(tu_wait(tu_fork(child_die_in_get, NULL), 10.0), 7);
+        uint64_t got = 0;
+        assert_int_equal(poll_queue(timeouts[i], &got, &took), 0);
+        assert_true(took < 2.0 * tu_slack());
+        assert_int_equal(got, 42); /* the dying get left it in place */
+        assert_int_equal(mpool_queue_qsize(q), 0);
+        mpool_queue_free(q);
+        q = NULL;
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -465,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_producer_killed),
         cmocka_unit_test(test_consumer_killed),
         cmocka_unit_test(test_sleeping_getter_killed),
+        cmocka_unit_test(test_pollers_pass_dead_holder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
