@@ -68,10 +68,6 @@ __attribute__((noreturn)) void mpool__child_exit(int code);
 
 /* ---- misc ---------------------------------------------------------------- */
 
-/* Parses a size like "512M", "2G", "65536" (K, M, G, T suffixes, powers of
- * 1024). Returns false on anything else or overflow. */
-bool mpool__parse_size(const char *s, size_t *out);
-
 static inline void mpool__cpu_relax(void)
 {
     __builtin_ia32_pause();

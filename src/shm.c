@@ -31,6 +31,7 @@
 
 #define DEFAULT_SIZE ((size_t)1 << 30)
 #define MIN_SIZE     ((size_t)16 << 20)
+#define MAX_SIZE     ((size_t)1 << 46) /* 64 TiB: half of x86-64's user address space */
 #define HEADER       64
 #define MIN_CLASS    7  /* 128 B */
 #define MAX_CLASS    20 /* 1 MiB */
@@ -58,20 +59,47 @@ typedef struct {
 
 static heap_t *heap;
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+static int size_status; /* mpool_shm_size_status(); set once by heap_init */
+
+/* MPOOL_SHM_SIZE by the rules of shm.h: digits, then at most one of K, M,
+ * G, T (either case, powers of 1024), nothing else. 0 and *out set, EINVAL
+ * (not a size) or ERANGE (below MIN_SIZE, above MAX_SIZE, or overflowing). */
+static int parse_size(const char *s, size_t *out)
+{
+    if (*s < '0' || *s > '9') return EINVAL; /* also "", "-1", " 1" */
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    bool overflow = errno == ERANGE;
+    static const char suffixes[] = "KMGT";
+    unsigned shift = 0;
+    if (*end) {
+        const char *k = strchr(suffixes, *end & ~0x20); /* upper case */
+        if (!k || !*k || end[1] != '\0') return EINVAL;
+        shift = 10 * (unsigned)(k - suffixes + 1);
+    }
+    if (overflow || v > (MAX_SIZE >> shift)) return ERANGE;
+    v <<= shift;
+    if (v < MIN_SIZE) return ERANGE;
+    *out = (size_t)v;
+    return 0;
+}
 
 static void heap_init(void)
 {
     size_t size = DEFAULT_SIZE;
     const char *env = getenv("MPOOL_SHM_SIZE");
-    if (env && !mpool__parse_size(env, &size)) size = DEFAULT_SIZE;
-    if (size < MIN_SIZE) size = MIN_SIZE;
+    if (env) size_status = parse_size(env, &size);
+    if (size_status) size = DEFAULT_SIZE;
     size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
     void *p = MAP_FAILED;
-    /* A smaller heap beats none when the address space is limited. */
-    for (; size >= MIN_SIZE; size /= 2) {
+    /* A smaller heap beats none when the address space is limited; the
+     * status says so (the size is in mpool_shm_stats). */
+    for (size_t want = size; size >= MIN_SIZE; size /= 2) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1,
                  0);
         if (p != MAP_FAILED) break;
+        if (size == want && !size_status) size_status = ENOMEM;
     }
     if (p == MAP_FAILED) return;
     heap = p;
@@ -262,6 +290,12 @@ bool mpool_shm_contains(const void *ptr)
 {
     heap_t *h = get_heap();
     return h && (const char *)ptr >= h->base && (const char *)ptr < h->end;
+}
+
+int mpool_shm_size_status(void)
+{
+    get_heap();
+    return size_status;
 }
 
 void mpool_shm_stats(size_t *reserved, size_t *in_use)

@@ -229,8 +229,88 @@ static void freed_large_blocks_give_memory_back(void **state)
     assert_true(after - before < 4 * 1024);
 }
 
-int main(void)
+/* ---- MPOOL_SHM_SIZE (issue 10, bug 13) --------------------------------------- */
+
+/* Runs this test program again with MPOOL_SHM_SIZE = value (NULL: unset)
+ * and "--probe", which prints the reservation and the size status: the
+ * heap is reserved when the library loads, so only a fresh program reads
+ * the variable. */
+static bool probe(const char *value, size_t *reserved, int *status)
 {
+    int fds[2];
+    if (pipe(fds)) return false;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        if (value)
+            setenv("MPOOL_SHM_SIZE", value, 1);
+        else
+            unsetenv("MPOOL_SHM_SIZE");
+        execl("/proc/self/exe", "test_shm", "--probe", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[128] = {0};
+    ssize_t n, got = 0;
+    while (got < (ssize_t)sizeof buf - 1 && (n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += n;
+    close(fds[0]);
+    if (tu_wait(pid, 30.0) != 0) return false;
+    unsigned long long r;
+    if (sscanf(buf, "%llu %d", &r, status) != 2) return false;
+    *reserved = (size_t)r;
+    return true;
+}
+
+static void shm_size_rules_are_exact(void **state)
+{
+    (void)state;
+    const size_t M = (size_t)1 << 20, G = (size_t)1 << 30;
+    const struct {
+        const char *value;
+        int status;
+        size_t reserved;
+    } cases[] = {
+        {NULL, 0, G},
+        {"64M", 0, 64 * M},
+        {"2g", 0, 2 * G},
+        {"16384k", 0, 16 * M},
+        {"16777217", 0, 16 * M + 4096}, /* rounded up to a page */
+        {"abc", EINVAL, G},
+        {"-1", EINVAL, G},
+        {"1.5G", EINVAL, G},
+        {"", EINVAL, G},
+        {"1GB", EINVAL, G},
+        {" 64M", EINVAL, G},
+        {"64M ", EINVAL, G},
+        {"1M", ERANGE, G}, /* under 16 MiB: not raised silently */
+        {"0T", ERANGE, G},
+        {"65T", ERANGE, G},                  /* over 64 TiB */
+        {"18446744073709551615", ERANGE, G}, /* wrapped to 0 before */
+        {"18446744073709551616", ERANGE, G},
+        {"17179869184G", ERANGE, G}, /* 2^64 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t reserved = 0;
+        int status = -1;
+        assert_true(probe(cases[i].value, &reserved, &status));
+        if (status != cases[i].status || reserved != cases[i].reserved)
+            fprintf(stderr, "MPOOL_SHM_SIZE=%s: status %d reserved %zu\n",
+                    cases[i].value ? cases[i].value : "(unset)", status, reserved);
+        assert_int_equal(status, cases[i].status);
+        assert_int_equal(reserved, cases[i].reserved);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
+        size_t reserved;
+        mpool_shm_stats(&reserved, NULL);
+        printf("%zu %d\n", reserved, mpool_shm_size_status());
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reservation_costs_no_memory_and_no_files),
         cmocka_unit_test(alloc_is_zeroed_aligned_and_inside),
@@ -240,6 +320,7 @@ int main(void)
         cmocka_unit_test(concurrent_processes_never_overlap),
         cmocka_unit_test(exhaustion_is_enomem_then_recovers),
         cmocka_unit_test(freed_large_blocks_give_memory_back),
+        cmocka_unit_test(shm_size_rules_are_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
