@@ -9,12 +9,19 @@
  * or get that finds the queue neither full nor empty makes no system call.
  * A producer or consumer killed in the middle of a put or get does not wedge
  * the queue for the others: they go on after a delay of about 10-60 ms (the
- * time to notice the death). A put killed before it returned queued its item
- * or not, whole; a get killed before it returned left its item in the queue,
- * unless it died in its last few instructions, after taking it.
+ * time to notice the death) -- also a caller that only polls with a timeout
+ * of 0 or a few ms: the delay adds up across its calls (1.1; before, polls
+ * shorter than 10 ms never got past the dead process). A put killed before it returned queued its
+ * item or not, whole; a get killed before it returned left its item in the queue, unless it died in
+ * its last few instructions, after taking it.
  *
  * Waiting: at an empty or full edge a call spins for about 2 us, yields the
  * CPU a few times, then sleeps on a futex until woken or its timeout ends.
+ *
+ * Every call that takes the queue's locks (put, get, close) needs the
+ * calling thread's identity, as the locks of sync.h do: when it cannot be
+ * established (EMFILE with a full descriptor table...; see sync.h) put and
+ * get return that errno, and close leaves the queue open with errno set.
  */
 #ifndef MPOOL_QUEUE_H
 #define MPOOL_QUEUE_H
@@ -39,13 +46,14 @@ MPOOL_API mpool_queue_t *mpool_joinable_queue_new(size_t maxsize, size_t item_si
 
 /* Puts a copy of `len` bytes, waiting up to `timeout` while the queue is
  * full. Returns 0; ETIMEDOUT (full); EMSGSIZE (len > item_size; nothing
- * queued); EPIPE (closed); EINVAL. */
+ * queued); EPIPE (closed); EINVAL; the identity error (EMFILE...: see above). */
 MPOOL_API int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, double timeout);
 
 /* Takes the oldest item into buf (capacity `cap`), setting *len to its size,
  * waiting up to `timeout` while the queue is empty. Returns 0; ETIMEDOUT
  * (empty); EPIPE (closed and drained); EMSGSIZE (cap too small: *len is set to
- * the size needed and the item stays in the queue); EINVAL. */
+ * the size needed and the item stays in the queue); EINVAL; the identity
+ * error (EMFILE...: see above). */
 MPOOL_API int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
 
 /* Number of items in the queue (a snapshot); 0 for NULL. */

@@ -32,9 +32,23 @@ typedef struct mpool_barrier mpool_barrier_t;
 /* How long (seconds) a blocked acquirer of a Lock, RLock or Condition lock
  * may take, at most, to notice that the holder has died (its thread ended,
  * or its process exited or was killed) and take the lock with EOWNERDEAD.
- * A wait shorter than this may still end with ETIMEDOUT. A holder that
+ * A single wait shorter than this may still end with ETIMEDOUT, but the time
+ * adds up across calls: a thread that only polls (timeout 0, or short
+ * timeouts, in a loop) gets EOWNERDEAD from the first call made once the
+ * bound has passed since its first call found that holder holding the lock.
+ * (Changed in 1.1: before, polls never noticed a dead holder.) A holder that
  * calls exec() keeps its thread identity and is never seen as dead: release
- * locks before exec. */
+ * locks before exec.
+ *
+ * Identity: a lock records its holder as thread id plus the thread's start
+ * time, read from /proc/<tid>/stat at the thread's first lock call. When
+ * that read fails -- EMFILE or ENFILE with a full descriptor table, ENOMEM,
+ * or no /proc (ENOENT) -- the call fails with that errno as its result and
+ * changes nothing; the next call tries again. The identity is never
+ * guessed, so a live holder is never taken for a dead one. This applies to
+ * every call that takes a lock: Lock, RLock, Condition, Barrier, and the
+ * queue and shared-heap calls (queue.h, shm.h). New in 1.1 (before, such a
+ * thread could be taken for dead while it held the lock). */
 #define MPOOL_OWNER_DEAD_BOUND 0.2
 
 /* ---- Lock: a mutex owned by one thread of one process. -------------------
@@ -46,7 +60,8 @@ MPOOL_API mpool_lock_t *mpool_lock_new(void);
 /* Acquires the lock, waiting up to `timeout`. Returns 0; ETIMEDOUT; or
  * EOWNERDEAD: the caller now holds the lock, but its previous holder died
  * holding it, so the data it protects may be inconsistent (the lock itself
- * works normally after). EINVAL for NULL. */
+ * works normally after). EINVAL for NULL; EMFILE (or another errno) when
+ * the caller's identity cannot be established (see above): not acquired. */
 MPOOL_API int mpool_lock_acquire(mpool_lock_t *l, double timeout);
 
 /* Releases the lock. Returns 0, or EPERM if the calling thread does not
@@ -65,8 +80,9 @@ MPOOL_API void mpool_lock_free(mpool_lock_t *l);
 
 MPOOL_API mpool_rlock_t *mpool_rlock_new(void);
 
-/* 0, ETIMEDOUT, EOWNERDEAD (acquired; see above), EINVAL for NULL, or
- * EOVERFLOW when the owner already holds 2^32-1 levels. Blocks up to
+/* 0, ETIMEDOUT, EOWNERDEAD (acquired; see above), EINVAL for NULL,
+ * EOVERFLOW when the owner already holds 2^32-1 levels, or the identity
+ * error (EMFILE...; see above). Blocks up to
  * `timeout` when another thread holds it; the owner never blocks. */
 MPOOL_API int mpool_rlock_acquire(mpool_rlock_t *l, double timeout);
 
@@ -173,10 +189,17 @@ MPOOL_API mpool_barrier_t *mpool_barrier_new(unsigned parties);
  * (at once on a broken barrier, until mpool_barrier_reset); EINVAL for NULL.
  * A party that dies before arriving leaves the pass short: the others wait
  * until a timeout breaks the barrier (one that dies while waiting has
- * arrived already and does not hold the pass up). */
+ * arrived already and does not hold the pass up). A waiter that runs again
+ * only after later passes went by still gets its own pass's outcome (e.g.
+ * MPOOL_EBROKEN when a reset ended it), for up to 63 later passes; after
+ * 64 or more it cannot be known and the result is MPOOL_EBROKEN. The
+ * identity error (EMFILE...; see above) when the caller cannot take the
+ * barrier's internal lock: it did not arrive. */
 MPOOL_API int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index);
 
-/* Breaks the barrier: current and future waiters get MPOOL_EBROKEN. */
+/* Breaks the barrier: current and future waiters get MPOOL_EBROKEN. If the
+ * caller's identity cannot be established (see above), nothing changes and
+ * errno says why; the same holds for mpool_barrier_reset. */
 MPOOL_API void mpool_barrier_abort(mpool_barrier_t *b);
 
 /* Returns the barrier to its empty, unbroken state; current waiters get
