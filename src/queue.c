@@ -44,25 +44,27 @@
 #include <mpool/queue.h>
 #include <mpool/shm.h>
 
-#include <sched.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "futex.h"
 #include "internal.h"
 #include "mutex.h"
+#include "wait.h"
 
-/* Spins (pause each) at an edge before sleeping: about 1-2 us here. */
-#define EDGE_SPINS 64
-/* Then yields, before sleeping. When the other side shares our CPU (the
- * machine is busy, or has one CPU), spinning cannot help: a yield lets it
- * run, and since we have not announced ourselves it runs without waking us
- * for every item, filling (or draining) a whole batch. Measured: without
+/* The edges' wait policy (wait.h). 64 spins (pause each): about 1-2 us
+ * here. Then 8 yields, before sleeping: when the other side shares our CPU
+ * (the machine is busy, or has one CPU), spinning cannot help: a yield lets
+ * it run, and since we have not announced ourselves it runs without waking
+ * us for every item, filling (or draining) a whole batch. Measured: without
  * the yields, 1 -> 1 throughput fell from ~30 to ~1.2 M items/s whenever
- * the two shared a CPU (one context switch per item). */
-#define EDGE_YIELDS 8
-/* Longest sleep between re-checks of a waiter's condition. */
+ * the two shared a CPU (one context switch per item). Naps of at most
+ * 0.1 s, unlike sync.h's objects: a process killed between publishing and
+ * waking (or a waker that reset a live waiter's count, see edge_t) costs
+ * the sleepers at most that much delay, never a hang. */
 #define WAIT_SLICE 0.1
+static const mpool__wait_policy_t edge_policy = {64, 8, WAIT_SLICE};
 
 /* Wakes in a row that found nobody asleep before a waker decides that the
  * waiters count is stale (see edge_t). */
@@ -124,6 +126,19 @@ struct mpool_queue {
     /* Joinable: task_done calls so far (CAS, never above tail). */
     uint64_t done MPOOL_ALIGNED;
 };
+
+/* Layout claims the code relies on. */
+_Static_assert(offsetof(slot_t, data) == sizeof(size_t), "a slot is its length, then its bytes");
+_Static_assert(_Alignof(slot_t) <= 8, "slots start at multiples of 8 (stride rounding)");
+_Static_assert(offsetof(struct mpool_queue, put_lock) % MPOOL_CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, get_lock) % MPOOL_CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, tail) % MPOOL_CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, head) % MPOOL_CACHELINE == 0,
+               "each side's lock and index start a cache line of their own");
+_Static_assert(offsetof(struct mpool_queue, head_cache) < offsetof(struct mpool_queue, tail) &&
+                   offsetof(struct mpool_queue, tail_cache) < offsetof(struct mpool_queue, head),
+               "a side's lock and cache share a line; its published index is on the next");
+_Static_assert(offsetof(edge_t, ev) % 4 == 0, "futex words are 4-byte aligned");
 
 static slot_t *slot_at(const mpool_queue_t *q, uint64_t pos)
 {
@@ -201,51 +216,19 @@ static void edge_wake(edge_t *e)
     }
 }
 
-/* A waiter's "I am awake": decrements waiters, but never below 0 (a waker
- * may have reset it). */
-static void edge_leave(edge_t *e)
-{
-    uint32_t w = __atomic_load_n(&e->waiters, __ATOMIC_RELAXED);
-    while (w && !__atomic_compare_exchange_n(&e->waiters, &w, w - 1, false, __ATOMIC_SEQ_CST,
-                                             __ATOMIC_RELAXED)) {
-    }
-}
-
 static void edge_wake_always(edge_t *e)
 {
     __atomic_fetch_add(&e->ev, 1, __ATOMIC_SEQ_CST);
     mpool__futex_wake(&e->ev, INT32_MAX);
 }
 
-typedef bool (*ready_fn)(const mpool_queue_t *q);
-
-/* Waits until ready(q) may hold, or the deadline. Spins first, then sleeps
- * in slices of WAIT_SLICE. 0 (check again) or ETIMEDOUT. */
-static int edge_wait(mpool_queue_t *q, edge_t *e, ready_fn ready, const struct timespec *deadline,
-                     bool try_only)
+/* Waits until ready(q) may hold, or the deadline (wait.h, edge_policy).
+ * 0 (check again) or ETIMEDOUT; a try never waits. */
+static int edge_wait(mpool_queue_t *q, edge_t *e, mpool__ready_fn ready,
+                     const struct timespec *deadline, bool try_only)
 {
     if (try_only) return ETIMEDOUT;
-    for (int i = 0; i < EDGE_SPINS; i++) {
-        if (ready(q)) return 0;
-        mpool__cpu_relax();
-    }
-    for (int i = 0; i < EDGE_YIELDS; i++) {
-        if (ready(q)) return 0;
-        sched_yield();
-    }
-    for (;;) {
-        uint32_t ev = __atomic_load_n(&e->ev, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&e->waiters, 1, __ATOMIC_SEQ_CST);
-        int r = 0;
-        if (!ready(q)) {
-            struct timespec wake = mpool__deadline_min(deadline, WAIT_SLICE);
-            r = mpool__futex_wait(&e->ev, ev, &wake);
-        }
-        edge_leave(e);
-        if (r != ETIMEDOUT) return 0;
-        if (mpool__expired(deadline)) return ETIMEDOUT;
-        if (ready(q)) return 0;
-    }
+    return mpool__wait(&edge_policy, &e->ev, &e->waiters, ready, q, deadline);
 }
 
 static bool is_closed(const mpool_queue_t *q)
@@ -263,21 +246,16 @@ static uint64_t load_tail(const mpool_queue_t *q)
     return __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST);
 }
 
-static bool put_ready(const mpool_queue_t *q)
+static bool put_ready(const void *arg)
 {
+    const mpool_queue_t *q = arg;
     return is_closed(q) || load_tail(q) - load_head(q) < q->cap;
 }
 
-static bool get_ready(const mpool_queue_t *q)
+static bool get_ready(const void *arg)
 {
+    const mpool_queue_t *q = arg;
     return is_closed(q) || load_tail(q) != load_head(q);
-}
-
-/* The absolute deadline of a public timeout, in *ts; NULL for forever
- * (mpool__deadline reads no clock then). */
-static const struct timespec *deadline_of(double timeout, struct timespec *ts)
-{
-    return mpool__deadline(timeout, ts) ? ts : NULL;
 }
 
 /* ---- put and get ------------------------------------------------------------ */
@@ -305,7 +283,7 @@ int mpool_queue_put(mpool_queue_t *q, const void *item, size_t len, double timeo
     if (!q || (!item && len)) return EINVAL;
     if (len > q->item_size) return EMSGSIZE;
     struct timespec ts;
-    const struct timespec *deadline = deadline_of(timeout, &ts);
+    const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
     bool try_only = timeout == 0;
     uint64_t self = mpool__self();
     for (;;) {
@@ -345,7 +323,7 @@ int mpool_queue_get(mpool_queue_t *q, void *buf, size_t cap, size_t *len, double
 {
     if (!q || !len || (!buf && cap)) return EINVAL;
     struct timespec ts;
-    const struct timespec *deadline = deadline_of(timeout, &ts);
+    const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
     bool try_only = timeout == 0;
     uint64_t self = mpool__self();
     for (;;) {
@@ -413,8 +391,9 @@ int mpool_queue_task_done(mpool_queue_t *q)
     return 0;
 }
 
-static bool all_done(const mpool_queue_t *q)
+static bool all_done(const void *arg)
 {
+    const mpool_queue_t *q = arg;
     return __atomic_load_n(&q->done, __ATOMIC_SEQ_CST) == load_tail(q);
 }
 
@@ -422,7 +401,7 @@ int mpool_queue_join(mpool_queue_t *q, double timeout)
 {
     if (!q || !q->joinable) return EINVAL;
     struct timespec ts;
-    const struct timespec *deadline = deadline_of(timeout, &ts);
+    const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
     while (!all_done(q)) {
         int r = edge_wait(q, &q->all_done, all_done, deadline, timeout == 0);
         if (r) return r;

@@ -1,13 +1,11 @@
 /* Synchronization objects in the shared heap: Lock, RLock, Semaphore,
- * BoundedSemaphore, Event, Condition and Barrier.
+ * BoundedSemaphore, Event and Condition (Barrier: barrier.c).
  *
  * Every object is one block of mpool_shm_alloc, so a pointer to it means the
- * same bytes in every process of the family. Waiting follows one pattern
- * (await_change): spin briefly on the word, then announce the sleep in a
- * `sleepers` count and FUTEX_WAIT on the word; a waker calls FUTEX_WAKE only
- * when that count is non-zero. The count is raised before the sleeper's last
- * look at the word and read after the waker's change to it (both seq_cst),
- * so either the sleeper sees the change or the waker sees the sleeper.
+ * same bytes in every process of the family. Waiting follows the protocol
+ * of wait.h with the policy mpool__wait_sync: spin briefly on the word,
+ * then announce the sleep in a `sleepers` count and FUTEX_WAIT on the word;
+ * a waker calls FUTEX_WAKE only when that count is non-zero.
  *
  * A process killed while asleep leaves its `sleepers` increment behind: the
  * count then only costs wakers a spare FUTEX_WAKE, never a missed one.
@@ -29,56 +27,14 @@
 #include "futex.h"
 #include "internal.h"
 #include "mutex.h"
-
-/* Iterations of `pause` before sleeping. A pause measured 27 ns on these
- * machines, so this is ~1.3 us, inside the 1-2 us the design allows: long
- * enough to catch a hand-off between two running processes (an Event
- * ping-pong round trip then takes 0.6-1 us, against 6-15 us through the
- * kernel), short enough not to steal one of the 2 CPUs for long. A 5 us
- * spin measured no better: when the partner sleeps, its wake-up takes
- * longer than that anyway. */
-#define SPINS 48
-
-/* ---- the common wait ------------------------------------------------------ */
-
-static const struct timespec *make_deadline(double timeout, struct timespec *ts)
-{
-    return mpool__deadline(timeout, ts) ? ts : NULL;
-}
-
-/* Waits while *word == val: spins, then sleeps with *sleepers raised.
- * Returns 0 once the word differs, ETIMEDOUT once `deadline` (NULL: none)
- * has passed with the word unchanged. */
-static int await_change(uint32_t *word, uint32_t val, uint32_t *sleepers,
-                        const struct timespec *deadline)
-{
-    for (int i = 0; i < SPINS; i++) {
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != val) return 0;
-        mpool__cpu_relax();
-    }
-    for (;;) {
-        __atomic_fetch_add(sleepers, 1, __ATOMIC_SEQ_CST);
-        int r = 0;
-        if (__atomic_load_n(word, __ATOMIC_SEQ_CST) == val)
-            r = mpool__futex_wait(word, val, deadline);
-        __atomic_fetch_sub(sleepers, 1, __ATOMIC_RELAXED);
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != val) return 0;
-        if (r == ETIMEDOUT || mpool__expired(deadline)) return ETIMEDOUT;
-    }
-}
-
-/* Wakes up to n sleepers of `word`, only if someone announced a sleep. The
- * caller changed the word (seq_cst) just before. */
-static void wake_if_sleepers(uint32_t *word, uint32_t *sleepers, int n)
-{
-    if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST)) mpool__futex_wake(word, n);
-}
+#include "wait.h"
 
 /* ---- Lock ------------------------------------------------------------------ */
 
 struct mpool_lock {
     mpool__mutex_t m; /* states and owners: see mutex.h */
 };
+_Static_assert(sizeof(struct mpool_lock) == sizeof(mpool__mutex_t), "a Lock is its mutex");
 
 mpool_lock_t *mpool_lock_new(void)
 {
@@ -155,7 +111,7 @@ struct mpool_sem {
      * CAS while it is > 0; release adds one with a CAS that refuses to pass
      * `max`. Waiters sleep while it is 0. */
     uint32_t value;
-    uint32_t sleepers; /* acquirers inside FUTEX_WAIT (see await_change) */
+    uint32_t sleepers; /* acquirers inside FUTEX_WAIT (see wait.h) */
     uint32_t max;      /* INT_MAX, or the start value of a bounded semaphore; fixed */
     uint32_t bounded;  /* 1 for a BoundedSemaphore; fixed */
 };
@@ -199,9 +155,9 @@ int mpool_sem_acquire(mpool_sem_t *s, double timeout)
     if (MPOOL_UNLIKELY(!s)) return EINVAL;
     if (sem_try(s)) return 0;
     struct timespec ts;
-    const struct timespec *deadline = make_deadline(timeout, &ts);
+    const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
     for (;;) {
-        int r = await_change(&s->value, 0, &s->sleepers, deadline);
+        int r = mpool__wait_change(&mpool__wait_sync, &s->value, 0, &s->sleepers, deadline);
         if (sem_try(s)) return 0;
         if (r == ETIMEDOUT) return ETIMEDOUT;
     }
@@ -218,7 +174,7 @@ int mpool_sem_release(mpool_sem_t *s)
     /* One sleeper per unit now available: usually 1, but if a sleeper was
      * woken and then killed before taking its unit, the next release wakes
      * one more, so that unit does not wait forever next to live sleepers. */
-    wake_if_sleepers(&s->value, &s->sleepers, (int)(v + 1));
+    mpool__wake(&s->value, &s->sleepers, (int)(v + 1));
     return 0;
 }
 
@@ -243,7 +199,7 @@ struct mpool_event {
      * the value they saw, so a set followed at once by a clear still
      * releases everyone who waited before it. */
     uint32_t state;
-    uint32_t sleepers; /* waiters inside FUTEX_WAIT (see await_change) */
+    uint32_t sleepers; /* waiters inside FUTEX_WAIT (see wait.h) */
 };
 
 mpool_event_t *mpool_event_new(void)
@@ -259,7 +215,7 @@ void mpool_event_set(mpool_event_t *e)
         if (v & EVENT_SET) return;
     } while (!__atomic_compare_exchange_n(&e->state, &v, (v + 2) | EVENT_SET, true,
                                           __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
-    wake_if_sleepers(&e->state, &e->sleepers, INT_MAX);
+    mpool__wake(&e->state, &e->sleepers, INT_MAX);
 }
 
 void mpool_event_clear(mpool_event_t *e)
@@ -281,7 +237,8 @@ int mpool_event_wait(mpool_event_t *e, double timeout)
     struct timespec ts;
     /* With the flag clear, only a set changes the word (clear leaves it as
      * it is), so any change means "set since we looked". */
-    return await_change(&e->state, v, &e->sleepers, make_deadline(timeout, &ts));
+    return mpool__wait_change(&mpool__wait_sync, &e->state, v, &e->sleepers,
+                              mpool__wait_deadline(timeout, &ts));
 }
 
 void mpool_event_free(mpool_event_t *e)
@@ -326,6 +283,7 @@ typedef struct waiter {
     uint64_t owner;             /* mpool__self() of the waiting thread */
     struct waiter *prev, *next; /* queue links; under the lock */
 } waiter_t;
+_Static_assert(sizeof(waiter_t) <= 64, "a waiter record fits the smallest heap block (sync.h)");
 
 struct mpool_cond {
     mpool_lock_t *lock;    /* `own`, or the caller's lock */
@@ -385,7 +343,7 @@ static void queue_unlink(mpool_cond_t *c, waiter_t *w)
  * when signalled, ETIMEDOUT when it left by itself. */
 static int waiter_sleep(waiter_t *w, const struct timespec *deadline)
 {
-    for (int i = 0; i < SPINS; i++) {
+    for (unsigned i = 0; i < mpool__wait_sync.spins; i++) {
         if (__atomic_load_n(&w->state, __ATOMIC_ACQUIRE) == W_SIGNALED) goto signalled;
         mpool__cpu_relax();
     }
@@ -446,7 +404,7 @@ static int cond_wait_until(mpool_cond_t *c, const struct timespec *deadline)
 int mpool_cond_wait(mpool_cond_t *c, double timeout)
 {
     struct timespec ts;
-    return cond_wait_until(c, make_deadline(timeout, &ts));
+    return cond_wait_until(c, mpool__wait_deadline(timeout, &ts));
 }
 
 int mpool_cond_wait_for(mpool_cond_t *c, bool (*pred)(void *arg), void *arg, double timeout)
@@ -454,7 +412,7 @@ int mpool_cond_wait_for(mpool_cond_t *c, bool (*pred)(void *arg), void *arg, dou
     if (!c || !pred) return EINVAL;
     if (!mpool__mutex_held_by_me(&c->lock->m)) return EPERM;
     struct timespec ts;
-    const struct timespec *deadline = make_deadline(timeout, &ts);
+    const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
     int owner_died = 0;
     while (!pred(arg)) {
         int r = cond_wait_until(c, deadline);
@@ -529,164 +487,4 @@ void mpool_cond_free(mpool_cond_t *c)
         mpool_shm_free(w);
     }
     mpool_shm_free(c);
-}
-
-/* ---- Barrier ------------------------------------------------------------------ */
-
-/* The futex word: pass << 2 | AFTER_RESET | BROKEN.
- *   pass         counts passes (30 bits, wrapping); +1 when the last party
- *                arrives, and on reset
- *   BROKEN       this pass is broken: abort, or a wait that timed out; every
- *                wait fails at once until reset
- *   AFTER_RESET  the previous pass ended by reset, not by its parties all
- *                arriving: its waiters fail with MPOOL_EBROKEN
- * Changed only under the barrier's mutex; waiters sleep on it unlocked.
- *
- * The word tells a waiter how its pass ended only while the pass after it
- * is current. A waiter descheduled longer (a reset, then a whole pass of
- * other parties) reads `ended_by_reset` under the mutex: bit (p % 64) says
- * whether pass p ended by reset, for the last 64 passes (issue 10, bug 12). */
-#define B_BROKEN      1u
-#define B_AFTER_RESET 2u
-#define B_PASS_ONE    4u
-#define B_PASS_MASK   0x3fffffffu
-#define B_HISTORY     64u
-
-_Static_assert((B_PASS_MASK + 1u) % B_HISTORY == 0, "history bits must survive the pass wrap");
-
-struct mpool_barrier {
-    mpool__mutex_t m;        /* guards every change of state and count */
-    uint32_t state;          /* see above */
-    uint32_t sleepers;       /* waiters inside FUTEX_WAIT (see await_change) */
-    uint32_t count;          /* arrivals in the current pass, 0..parties-1; under m */
-    uint32_t parties;        /* fixed */
-    uint64_t ended_by_reset; /* see above; under m */
-};
-
-mpool_barrier_t *mpool_barrier_new(unsigned parties)
-{
-    if (parties == 0) {
-        errno = EINVAL;
-        return NULL;
-    }
-    mpool_barrier_t *b = mpool_shm_alloc(sizeof *b);
-    if (b) b->parties = parties;
-    return b;
-}
-
-/* 0, or the identity error (EMFILE...: see mutex.h): not locked. */
-static int barrier_lock(mpool_barrier_t *b)
-{
-    /* EOWNERDEAD: a party died inside a few stores; state stays consistent. */
-    int r = mpool__mutex_lock(&b->m, MPOOL_FOREVER);
-    return r == EOWNERDEAD ? 0 : r;
-}
-
-/* Installs a new state (count back to 0), unlocks, wakes every sleeper. */
-static void barrier_publish(mpool_barrier_t *b, uint32_t state)
-{
-    b->count = 0;
-    __atomic_store_n(&b->state, state, __ATOMIC_SEQ_CST);
-    mpool__mutex_unlock(&b->m);
-    wake_if_sleepers(&b->state, &b->sleepers, INT_MAX);
-}
-
-static uint32_t pass_of(uint32_t state)
-{
-    return (state >> 2) & B_PASS_MASK;
-}
-
-/* Ends the current pass, by its last arrival or by reset; under m. */
-static void barrier_end_pass(mpool_barrier_t *b, bool by_reset)
-{
-    uint32_t pass = pass_of(b->state);
-    uint64_t bit = (uint64_t)1 << (pass % B_HISTORY);
-    b->ended_by_reset = by_reset ? b->ended_by_reset | bit : b->ended_by_reset & ~bit;
-    barrier_publish(b, ((b->state & ~3u) + B_PASS_ONE) | (by_reset ? B_AFTER_RESET : 0));
-}
-
-/* How the pass that began with word `mine` ended, for a waiter that saw the
- * word change. */
-static int barrier_outcome(mpool_barrier_t *b, uint32_t mine)
-{
-    uint32_t now = __atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
-    uint32_t passes = (pass_of(now) - pass_of(mine)) & B_PASS_MASK;
-    if (passes == 0) return MPOOL_EBROKEN; /* only BROKEN changes it */
-    if (passes == 1) return (now & B_AFTER_RESET) ? MPOOL_EBROKEN : 0;
-    /* Our identity is cached since our arrival, so this lock cannot fail. */
-    (void)barrier_lock(b);
-    passes = (pass_of(b->state) - pass_of(mine)) & B_PASS_MASK;
-    bool by_reset = (b->ended_by_reset >> (pass_of(mine) % B_HISTORY)) & 1;
-    mpool__mutex_unlock(&b->m);
-    /* Past the history nobody can tell: broken is the answer that makes
-     * the caller resynchronize (documented in sync.h). */
-    return passes >= B_HISTORY || by_reset ? MPOOL_EBROKEN : 0;
-}
-
-int mpool_barrier_wait(mpool_barrier_t *b, double timeout, unsigned *index)
-{
-    if (!b) return EINVAL;
-    struct timespec ts;
-    const struct timespec *deadline = make_deadline(timeout, &ts);
-    int r = barrier_lock(b);
-    if (r) return r;
-    uint32_t mine = b->state;
-    if (mine & B_BROKEN) {
-        mpool__mutex_unlock(&b->m);
-        return MPOOL_EBROKEN;
-    }
-    unsigned idx = b->count++;
-    if (index) *index = idx;
-    if (b->count == b->parties) {
-        barrier_end_pass(b, false);
-        return 0;
-    }
-    mpool__mutex_unlock(&b->m);
-    if (await_change(&b->state, mine, &b->sleepers, deadline) == ETIMEDOUT) {
-        (void)barrier_lock(b); /* cannot fail: see barrier_outcome */
-        if (b->state == mine) {
-            barrier_publish(b, mine | B_BROKEN);
-            return ETIMEDOUT;
-        }
-        mpool__mutex_unlock(&b->m); /* the pass ended as our time ran out */
-    }
-    return barrier_outcome(b, mine);
-}
-
-void mpool_barrier_abort(mpool_barrier_t *b)
-{
-    if (!b) return;
-    int r = barrier_lock(b);
-    if (r) {
-        errno = r;
-        return;
-    }
-    barrier_publish(b, b->state | B_BROKEN);
-}
-
-void mpool_barrier_reset(mpool_barrier_t *b)
-{
-    if (!b) return;
-    int r = barrier_lock(b);
-    if (r) {
-        errno = r;
-        return;
-    }
-    barrier_end_pass(b, true);
-}
-
-bool mpool_barrier_broken(mpool_barrier_t *b)
-{
-    return b && (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) & B_BROKEN);
-}
-
-unsigned mpool_barrier_n_waiting(mpool_barrier_t *b)
-{
-    if (!b || mpool_barrier_broken(b)) return 0;
-    return __atomic_load_n(&b->count, __ATOMIC_RELAXED);
-}
-
-void mpool_barrier_free(mpool_barrier_t *b)
-{
-    mpool_shm_free(b);
 }
