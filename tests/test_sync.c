@@ -388,8 +388,12 @@ static void test_lock_poll_dead_holder(void **state)
 typedef struct {
     mpool_lock_t *lock;
     mpool_event_t *tried, *done;
+    mpool_rlock_t *rlock;
+    mpool_barrier_t *barrier;
     int result;  /* the thread's first acquire */
     int release; /* its release, when it got the lock */
+    mpool_queue_t *queue;
+    int others[4]; /* without an identity: RLock, Barrier, shm_alloc's errno, put */
 } emfile_t;
 
 /* A fresh thread (no identity cached yet) fills the descriptor table, then
@@ -400,6 +404,13 @@ static void *emfile_thread(void *arg)
     int fds[256], n = 0;
     while (n < 256 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0) n++;
     e->result = n < 256 && errno == EMFILE ? mpool_lock_acquire(e->lock, 0) : -1;
+    if (e->result > 0) { /* no identity: every other lock refuses too */
+        e->others[0] = mpool_rlock_acquire(e->rlock, 0);
+        e->others[1] = mpool_barrier_wait(e->barrier, 0, NULL);
+        errno = 0;
+        e->others[2] = mpool_shm_alloc(64) ? 0 : errno;
+        e->others[3] = mpool_queue_put(e->queue, "x", 1, 0);
+    }
     if (e->result == 0) {
         for (int i = 0; i < n; i++) close(fds[i]);
         n = 0;
@@ -432,6 +443,9 @@ static void test_lock_identity_emfile(void **state)
     e->lock = mpool_lock_new();
     e->tried = mpool_event_new();
     e->done = mpool_event_new();
+    e->rlock = mpool_rlock_new();
+    e->barrier = mpool_barrier_new(2);
+    e->queue = mpool_queue_new(4, 8);
     pid_t pid = tu_fork(child_emfile, e);
     assert_int_equal(mpool_event_wait(e->tried, CHILD_LIMIT), 0);
     if (e->result == 0) {
@@ -445,12 +459,21 @@ static void test_lock_identity_emfile(void **state)
         wait_ok(pid);
         assert_int_equal(e->result, EMFILE);
         assert_false(mpool_lock_locked(e->lock));
+        assert_int_equal(e->others[0], EMFILE);
+        assert_int_equal(e->others[1], EMFILE);
+        assert_false(mpool_barrier_broken(e->barrier)); /* it never arrived */
+        assert_int_equal(e->others[2], EMFILE);
+        assert_int_equal(e->others[3], EMFILE);
+        assert_int_equal(mpool_queue_qsize(e->queue), 0);
     }
     assert_int_equal(mpool_lock_acquire(e->lock, 1), 0);
     assert_int_equal(mpool_lock_release(e->lock), 0);
     mpool_lock_free(e->lock);
     mpool_event_free(e->tried);
     mpool_event_free(e->done);
+    mpool_rlock_free(e->rlock);
+    mpool_barrier_free(e->barrier);
+    mpool_queue_free(e->queue);
     mpool_shm_free(e);
 }
 
