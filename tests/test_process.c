@@ -4,6 +4,10 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <sys/resource.h>
 
 static int return_arg(void *arg)
 {
@@ -279,6 +283,229 @@ static void daemon_dies_when_parent_is_killed(void **state)
     close(fds[1]);
 }
 
+/* ---- programs that ignore or reap SIGCHLD ---- */
+
+/* On one CPU the child tends to run to its end before the parent's next
+ * step, which is what widens every start/exit race. */
+static void pin_to_cpu0(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    (void)sched_setaffinity(0, sizeof set, &set);
+}
+
+static void reap_everything(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    errno = saved;
+}
+
+/* arg 0: SIGCHLD ignored; 1: a handler that reaps every child. Starts many
+ * short children; each must start (0, not ESRCH) and report its own exit
+ * code. Returns 0, or 1 if a start failed, 2 if a code came back wrong. */
+static int sigchld_scenario(void *arg)
+{
+    pin_to_cpu0();
+    struct sigaction sa = {.sa_handler = arg ? reap_everything : SIG_IGN,
+                           .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    int start_failed = 0, code_wrong = 0;
+    for (int i = 0; i < 2000; i++) {
+        mpool_process_t *p = mpool_process_new(return_arg, (void *)(intptr_t)(i % 200), NULL);
+        if (!p) return 3;
+        if (mpool_process_start(p) != 0) {
+            start_failed++;
+        } else {
+            int code = -1;
+            if (mpool_process_join(p, i % 2 ? 10.0 : MPOOL_FOREVER) != 0 ||
+                !mpool_process_exitcode(p, &code) || code != i % 200)
+                code_wrong++;
+        }
+        if (mpool_process_free(p) != 0) return 4;
+    }
+    if (start_failed || code_wrong)
+        fprintf(stderr, "%s: %d of 2000 starts failed, %d exit codes wrong\n",
+                arg ? "reaping handler" : "SIG_IGN", start_failed, code_wrong);
+    return start_failed ? 1 : code_wrong ? 2 : 0;
+}
+
+static void start_and_exit_code_with_sigchld_ignored(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(sigchld_scenario, (void *)0), 100), 0);
+}
+
+static void start_and_exit_code_with_reaping_handler(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(sigchld_scenario, (void *)1), 100), 0);
+}
+
+/* ---- descriptor limits ---- */
+
+/* Lowers the soft limit to a little above what is open, then fills the
+ * table, leaving `leave` descriptors free. Returns the first descriptor of
+ * the filler (they run up to the limit), or -1. */
+static int fill_fd_table(int leave)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    rl.rlim_cur = (rlim_t)tu_count_fds() + 64;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    int first = -1, fd;
+    while ((fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0 || (fd = open("/dev/null", O_RDONLY)) >= 0)
+        if (first < 0) first = fd;
+    if (errno != EMFILE) return -1;
+    for (int i = 0; i < leave; i++) close((int)rl.rlim_cur - 1 - i);
+    return first;
+}
+
+/* Closes the filler, except `keep` (what took a slot left free). */
+static void unfill_fd_table(int first, int keep)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    for (int fd = first; fd < (int)rl.rlim_cur; fd++)
+        if (fd != keep) close(fd);
+}
+
+/* A full table fails the start with EMFILE and leaves no child; one free
+ * descriptor is enough for the pidfd. */
+static int emfile_scenario(void *arg)
+{
+    (void)arg;
+    mpool_process_t *p = mpool_process_new(return_arg, (void *)5, NULL);
+    if (!p) return 1;
+    int first = fill_fd_table(0);
+    if (first < 0) return 2;
+    int r = mpool_process_start(p);
+    unfill_fd_table(first, -1);
+    if (r != EMFILE) return 3;
+    if (tu_count_children() != 0 || mpool_process_pid(p) != 0) return 4;
+    first = fill_fd_table(1);
+    if (first < 0) return 5;
+    r = mpool_process_start(p);
+    unfill_fd_table(first, mpool_process_sentinel(p));
+    int code = -1;
+    if (r != 0 || mpool_process_join(p, 10) != 0 || !mpool_process_exitcode(p, &code) || code != 5)
+        return 6;
+    if (mpool_process_free(p) != 0 || tu_count_children() != 0) return 7;
+    return 0;
+}
+
+static void start_with_full_descriptor_table(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(emfile_scenario, NULL), 30), 0);
+}
+
+/* A thread whose first lock call comes with a full descriptor table must
+ * still own the lock under its true identity: a waiter must not take it
+ * from the live holder (EOWNERDEAD), and the holder's release must work. */
+typedef struct {
+    mpool_lock_t *lock;
+    sem_t held, done;
+    int acquired, released;
+} emfile_lock_t;
+
+static int sem_wait_for(sem_t *s, double seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)seconds;
+    while (sem_timedwait(s, &ts) != 0)
+        if (errno != EINTR) return errno;
+    return 0;
+}
+
+static void *emfile_lock_thread(void *arg)
+{
+    emfile_lock_t *t = arg;
+    int first = fill_fd_table(0);
+    t->acquired = first < 0 ? -1 : mpool_lock_acquire(t->lock, 5);
+    if (first >= 0) unfill_fd_table(first, -1);
+    sem_post(&t->held);
+    if (sem_wait_for(&t->done, 30) == 0 && t->acquired == 0)
+        t->released = mpool_lock_release(t->lock);
+    return NULL;
+}
+
+static int emfile_lock_scenario(void *arg)
+{
+    (void)arg;
+    emfile_lock_t t = {.lock = mpool_lock_new()};
+    if (!t.lock) return 1;
+    sem_init(&t.held, 0, 0);
+    sem_init(&t.done, 0, 0);
+    pthread_t th;
+    if (pthread_create(&th, NULL, emfile_lock_thread, &t) != 0) return 2;
+    int rc = 0;
+    if (sem_wait_for(&t.held, 30) != 0)
+        rc = 3;
+    else if (t.acquired == 0 && mpool_lock_acquire(t.lock, 0.3) != ETIMEDOUT)
+        rc = 4;
+    else if (t.acquired != 0 && t.acquired != EMFILE)
+        rc = 5;
+    sem_post(&t.done);
+    pthread_join(th, NULL);
+    if (!rc && t.acquired == 0 && t.released != 0) rc = 6;
+    return rc;
+}
+
+static void lock_identity_with_full_descriptor_table(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(emfile_lock_scenario, NULL), 60), 0);
+}
+
+/* ---- a daemon dies with the thread that started it ---- */
+
+static void *start_daemon_and_end(void *arg)
+{
+    mpool_process_opts_t o = {.daemon = true};
+    mpool_process_t *d = mpool_process_new(block_forever, NULL, &o);
+    if (d && mpool_process_start(d) != 0) {
+        mpool_process_free(d);
+        d = NULL;
+    }
+    *(mpool_process_t **)arg = d;
+    return NULL; /* at once: the daemon must not outlive this thread */
+}
+
+static int short_thread_scenario(void *arg)
+{
+    (void)arg;
+    pin_to_cpu0();
+    int survivors = 0; /* the 1-based number of the first survivor */
+    for (int i = 0; i < 200; i++) {
+        mpool_process_t *d = NULL;
+        pthread_t th;
+        if (pthread_create(&th, NULL, start_daemon_and_end, &d) != 0) return 1;
+        pthread_join(th, NULL);
+        if (!d) return 2;
+        if (mpool_process_join(d, 10) != 0) {
+            survivors = i + 1;
+            mpool_process_kill(d);
+            mpool_process_join(d, 10);
+        }
+        mpool_process_free(d);
+        if (survivors) break; /* one is proof enough; each costs a timeout */
+    }
+    if (survivors) fprintf(stderr, "daemon %d outlived its thread\n", survivors);
+    return survivors ? 3 : 0;
+}
+
+static void daemon_dies_with_short_lived_thread(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(short_thread_scenario, NULL), 100), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +518,11 @@ int main(void)
         cmocka_unit_test(free_after_end_reaps),
         cmocka_unit_test(stdio_flushed_and_atexit_not_inherited),
         cmocka_unit_test(daemon_dies_when_parent_is_killed),
+        cmocka_unit_test(start_and_exit_code_with_sigchld_ignored),
+        cmocka_unit_test(start_and_exit_code_with_reaping_handler),
+        cmocka_unit_test(start_with_full_descriptor_table),
+        cmocka_unit_test(lock_identity_with_full_descriptor_table),
+        cmocka_unit_test(daemon_dies_with_short_lived_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
