@@ -401,10 +401,12 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
     reap_orphans(p);
     int err = job_build(p, c, a);
     if (!err && a->job->nchunks) err = p->ops->submit(p, a->job);
-    if (!err) live_link(p, a);
+    if (!err)
+        live_link(p, a);
+    else
+        job_release(a); /* under the lock: it returns blocks to p->cache */
     pthread_mutex_unlock(&p->lock);
     if (err) {
-        job_release(a);
         free(a);
         errno = err;
         return NULL;

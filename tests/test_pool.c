@@ -488,6 +488,75 @@ static void test_threads(void **state)
     mpool_pool_free(p);
 }
 
+/* ---- memory pressure and many threads -------------------------------------- */
+
+static int square(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    *(long *)out = *(const long *)in * *(const long *)in;
+    return 0;
+}
+
+#define GOOD_N ((size_t)64 << 10) /* 512 KiB of longs: staged, cached blocks */
+
+static void *enomem_loop(void *arg)
+{
+    mpool_pool_t *p = arg;
+    /* A 1 MiB input copy (cached size) succeeds, the 2 GiB staging does not:
+     * the call fails with ENOMEM after it took a cached block. */
+    size_t n = (size_t)128 << 10;
+    long *in = calloc(n, sizeof *in), out[1];
+    intptr_t bad = 0;
+    for (int r = 0; r < 3000; r++)
+        bad += mpool_pool_map(p, square, in, n, sizeof *in, out, (size_t)16 << 10, 0) != ENOMEM;
+    free(in);
+    return (void *)bad;
+}
+
+static void *good_loop(void *arg)
+{
+    mpool_pool_t *p = arg;
+    long *in = malloc(GOOD_N * sizeof *in), *out = malloc(GOOD_N * sizeof *out);
+    intptr_t bad = 0;
+    for (int r = 0; r < 400 && !bad; r++) {
+        for (size_t i = 0; i < GOOD_N; i++) in[i] = (long)i + r;
+        memset(out, 0, GOOD_N * sizeof *out);
+        bad += mpool_pool_map(p, square, in, GOOD_N, sizeof *in, out, sizeof *out, 0) != 0;
+        for (size_t i = 0; i < GOOD_N && !bad; i++) bad += out[i] != ((long)i + r) * ((long)i + r);
+    }
+    free(in);
+    free(out);
+    return (void *)bad;
+}
+
+/* Issue 10 bug 8: maps failing with ENOMEM in two threads while a third runs
+ * good maps: the staging cache is shared by all three (it must only be
+ * touched under the pool lock), good results stay right, nothing leaks. */
+static void test_enomem_threads(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 8; round++) {
+        size_t before, after;
+        mpool_shm_stats(NULL, &before);
+        mpool_pool_t *p = pool(2);
+        pthread_t t[3];
+        assert_int_equal(pthread_create(&t[0], NULL, enomem_loop, p), 0);
+        assert_int_equal(pthread_create(&t[1], NULL, enomem_loop, p), 0);
+        assert_int_equal(pthread_create(&t[2], NULL, good_loop, p), 0);
+        intptr_t bad[3];
+        for (int k = 0; k < 3; k++) {
+            void *r;
+            pthread_join(t[k], &r);
+            bad[k] = (intptr_t)r;
+        }
+        mpool_pool_free(p);
+        mpool_shm_stats(NULL, &after);
+        assert_int_equal(bad[0] + bad[1], 0);
+        assert_int_equal(bad[2], 0);
+        assert_int_equal(after, before);
+    }
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void test_close_join(void **state)
@@ -800,6 +869,9 @@ int main(void)
         cmocka_unit_test(test_no_orphans),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
+        cmocka_unit_test(test_enomem_threads),
     };
+    const char *only = getenv("MPOOL_TEST_FILTER"); /* e.g. "test_enomem*" */
+    if (only) cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
