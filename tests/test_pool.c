@@ -529,6 +529,94 @@ static void *good_loop(void *arg)
     return (void *)bad;
 }
 
+/* Fails odd items (status: the item), succeeds even ones; writes nothing. */
+static int odd_fails(const void *in, void *out, void *ctx)
+{
+    (void)out, (void)ctx;
+    long x = *(const long *)in;
+    return x % 2 ? (int)x : 0;
+}
+
+typedef struct {
+    void *ptr[1 << 12];
+    size_t size[1 << 12], n;
+} held_t;
+
+/* Fills the shared heap to the brim but for one free block of each small
+ * size class up to 2 KiB (set aside first, given back last): room for a
+ * job's own block, not for a table of n records allocated later. */
+static void fill_heap(held_t *h)
+{
+    void *spare[5];
+    for (int c = 0; c < 5; c++) assert_non_null(spare[c] = mpool_shm_alloc((128u << c) - 64));
+    h->n = 0;
+    for (size_t size = (size_t)256 << 20; size >= 128; size /= 2) {
+        void *b;
+        while (h->n < 1 << 12 && (b = mpool_shm_alloc(size - 64))) {
+            h->ptr[h->n] = b;
+            h->size[h->n++] = size;
+        }
+    }
+    for (int c = 0; c < 5; c++) mpool_shm_free(spare[c]);
+}
+
+static void release_heap(held_t *h)
+{
+    for (size_t i = 0; i < h->n; i++) mpool_shm_free(h->ptr[i]);
+}
+
+/* Issue 10 bug 7: with the shared heap nearly full, failed items are still
+ * reported as failed, each with its code, and the first failure with its
+ * status -- or the call fails with ENOMEM up front. Never a 0 for a failure. */
+static void test_failures_heap_full(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t n = 1000, before, after;
+    long *in = mpool_shm_alloc(n * sizeof *in); /* read in place: no copy */
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    mpool_shm_stats(NULL, &before);
+    held_t *h = malloc(sizeof *h);
+    fill_heap(h);
+    int accepted = 0;
+    for (int round = 0; round < 2; round++) {
+        /* out_size 0: no staging, so nothing else needs the heap. */
+        mpool_iter_t *it = mpool_pool_imap(p, odd_fails, in, n, sizeof *in, 0, 100);
+        if (!it) {
+            assert_int_equal(errno, ENOMEM);
+            continue;
+        }
+        accepted++;
+        for (size_t i = 0; i < n; i++) {
+            size_t idx = SIZE_MAX;
+            int err = mpool_iter_next(it, NULL, &idx, WAIT);
+            assert_int_equal(idx, i);
+            assert_int_equal(err, i % 2 ? MPOOL_ETASK : 0);
+        }
+        mpool_iter_free(it);
+        mpool_async_t *a = mpool_pool_map_async(p, odd_fails, in, n, sizeof *in, NULL, 0, 100);
+        if (!a) {
+            assert_int_equal(errno, ENOMEM);
+            continue;
+        }
+        assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+        mpool_failure_t f;
+        assert_int_equal(mpool_async_failure(a, &f), 0);
+        assert_int_equal(f.index, 1);
+        assert_int_equal(f.code, MPOOL_ETASK);
+        assert_int_equal(f.status, 1);
+        mpool_async_free(a);
+    }
+    release_heap(h);
+    free(h);
+    mpool_shm_stats(NULL, &after);
+    assert_int_equal(after, before);
+    print_message("heap full: %d of 2 rounds accepted\n", accepted);
+    assert_true(accepted > 0); /* a job's own block fits in what was left */
+    mpool_shm_free(in);
+    mpool_pool_free(p);
+}
+
 /* Issue 10 bug 8: maps failing with ENOMEM in two threads while a third runs
  * good maps: the staging cache is shared by all three (it must only be
  * touched under the pool lock), good results stay right, nothing leaks. */
@@ -870,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
         cmocka_unit_test(test_enomem_threads),
+        cmocka_unit_test(test_failures_heap_full),
     };
     const char *only = getenv("MPOOL_TEST_FILTER"); /* e.g. "test_enomem*" */
     if (only) cmocka_set_test_filter(only);
