@@ -90,6 +90,9 @@ typedef struct mpool__job {
      * zeroed by the pool code before the job is freed: lets a helper tell,
      * from memory that may have been freed, whether it is still that job. */
     uint64_t tag;
+    /* Free for the backend's own lists of jobs (the local backend: its
+     * overflow queue), in the submitting process only. */
+    struct mpool__job *backend_next;
     /* chunk_done[c]: items of chunk c that are finished (succeeded or
      * failed), 0..len. Written only by the one process running the chunk
      * (or, once it died, by the fork server or the parent on its behalf);
@@ -146,8 +149,9 @@ typedef struct mpool__pool_ops {
     /* Starts the workers. Returns 0 or an error code (EAGAIN, ENOMEM,
      * MPOOL_ETASK when an initializer failed). */
     int (*start)(mpool_pool_t *p);
-    /* Hands a job to the workers. Does not wait for it to run; may wait for
-     * room to queue it. Returns 0 or an error code. */
+    /* Hands a job to the workers. Does not wait for it to run, nor for
+     * room to queue it (it is called under the pool lock, which terminate
+     * needs). Returns 0 or an error code. */
     int (*submit)(mpool_pool_t *p, mpool__job_t *job);
     /* A counter that moves whenever some chunk progresses or completes. */
     uint32_t (*event)(mpool_pool_t *p);

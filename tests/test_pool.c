@@ -645,6 +645,100 @@ static void test_enomem_threads(void **state)
     }
 }
 
+/* Waits (bounded) on the event its input points to. */
+static int wait_event(const void *in, void *out, void *ctx)
+{
+    (void)out, (void)ctx;
+    return mpool_event_wait(*(mpool_event_t *const *)in, 20.0) ? 1 : 0;
+}
+
+#define QUEUED 300 /* more than the 256 dispatch entries */
+
+/* A pool of 1 whose worker is held by a task on `ev`, then QUEUED applies:
+ * each must return at once (none waits for the worker). */
+static mpool_async_t *hold_and_queue(mpool_pool_t *p, mpool_event_t **ev, long *x, long *y,
+                                     mpool_async_t **a)
+{
+    mpool_async_t *hold = mpool_pool_apply_async(p, wait_event, ev, sizeof *ev, NULL, 0);
+    assert_non_null(hold);
+    double worst = 0;
+    for (int k = 0; k < QUEUED; k++) {
+        x[k] = k;
+        y[k] = -1;
+        double t = tu_now();
+        a[k] = mpool_pool_apply_async(p, square, &x[k], sizeof *x, &y[k], sizeof *y);
+        assert_non_null(a[k]);
+        if (tu_now() - t > worst) worst = tu_now() - t;
+    }
+    print_message("%d applies queued behind a busy worker: slowest %.3f ms\n", QUEUED, worst * 1e3);
+    assert_true(worst < 2.0 * tu_slack());
+    return hold;
+}
+
+static void *terminator(void *arg)
+{
+    mpool_pool_terminate(arg);
+    return NULL;
+}
+
+/* Issue 10 bug 9: async submissions never block, whatever is queued (the
+ * ring of dispatch entries overflows into a queue fed by the library), and
+ * terminate from another thread stays prompt. */
+static void test_async_unbounded(void **state)
+{
+    (void)state;
+    mpool_event_t *ev = mpool_event_new();
+    long x[QUEUED], y[QUEUED];
+    mpool_async_t *a[QUEUED];
+    mpool_pool_t *p = pool(1);
+    /* Queued work runs once the worker is free, with no call on the pool
+     * other than a wait on the very last handle. */
+    mpool_async_t *hold = hold_and_queue(p, &ev, x, y, a);
+    mpool_event_set(ev);
+    assert_int_equal(mpool_async_wait(a[QUEUED - 1], WAIT), 0);
+    assert_int_equal(mpool_async_get(hold, WAIT), 0);
+    mpool_async_free(hold);
+    for (int k = 0; k < QUEUED; k++) {
+        assert_int_equal(mpool_async_get(a[k], WAIT), 0);
+        assert_int_equal(y[k], (long)k * k);
+        mpool_async_free(a[k]);
+    }
+    /* Close while jobs are queued: they still run, then join succeeds. */
+    mpool_event_clear(ev);
+    hold = hold_and_queue(p, &ev, x, y, a);
+    assert_int_equal(mpool_pool_close(p), 0);
+    mpool_event_set(ev);
+    assert_int_equal(mpool_pool_join(p, WAIT), 0);
+    for (int k = 0; k < QUEUED; k++) {
+        assert_true(mpool_async_ready(a[k]));
+        assert_int_equal(mpool_async_get(a[k], 0), 0);
+        assert_int_equal(y[k], (long)k * k);
+        mpool_async_free(a[k]);
+    }
+    mpool_async_free(hold);
+    mpool_pool_free(p);
+    /* Terminate from another thread, with jobs queued: prompt, and every
+     * handle resolves (ECANCELED). */
+    mpool_event_clear(ev);
+    p = pool(1);
+    hold = hold_and_queue(p, &ev, x, y, a);
+    pthread_t t;
+    double t0 = tu_now();
+    assert_int_equal(pthread_create(&t, NULL, terminator, p), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)WAIT;
+    assert_int_equal(pthread_timedjoin_np(t, NULL, &ts), 0);
+    print_message("terminate with %d jobs queued: %.3f ms\n", QUEUED, (tu_now() - t0) * 1e3);
+    assert_true(tu_now() - t0 < 3.0 * tu_slack());
+    assert_int_equal(mpool_async_get(hold, WAIT), ECANCELED);
+    for (int k = 0; k < QUEUED; k++) assert_int_equal(mpool_async_get(a[k], WAIT), ECANCELED);
+    for (int k = 0; k < QUEUED; k++) mpool_async_free(a[k]);
+    mpool_async_free(hold);
+    mpool_pool_free(p);
+    mpool_event_free(ev);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void test_close_join(void **state)
@@ -959,6 +1053,7 @@ int main(void)
         cmocka_unit_test(test_no_leaks),
         cmocka_unit_test(test_enomem_threads),
         cmocka_unit_test(test_failures_heap_full),
+        cmocka_unit_test(test_async_unbounded),
     };
     const char *only = getenv("MPOOL_TEST_FILTER"); /* e.g. "test_enomem*" */
     if (only) cmocka_set_test_filter(only);
