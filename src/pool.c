@@ -15,77 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "futex.h"
 #include "internal.h"
 #include "pool_backend.h"
-
-/* ---- job bookkeeping ------------------------------------------------------ */
-
-static mpool__fail_t *job_fails(mpool__job_t *j)
-{
-    mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
-    if (f) return f;
-    mpool__fail_t *nf = mpool_shm_alloc(j->n * sizeof *nf);
-    if (!nf) return NULL; /* the item still counts as failed, see item_code */
-    if (__atomic_compare_exchange_n(&j->fails, &f, nf, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        return nf;
-    mpool_shm_free(nf);
-    return f;
-}
-
-void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
-{
-    mpool__fail_t *f = job_fails(j);
-    if (f) {
-        f[i].status = status;
-        __atomic_store_n(&f[i].code, code, __ATOMIC_RELEASE);
-    }
-    size_t cur = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
-    while (i < cur && !__atomic_compare_exchange_n(&j->first_fail, &cur, i, true, __ATOMIC_RELEASE,
-                                                   __ATOMIC_RELAXED)) {
-    }
-}
-
-static void job_done_wake(mpool__job_t *j)
-{
-    __atomic_store_n(&j->done_word, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&j->waiting, __ATOMIC_SEQ_CST)) mpool__futex_wake(&j->done_word, INT_MAX);
-}
-
-void mpool__job_count_chunk(mpool__job_t *j)
-{
-    if (__atomic_add_fetch(&j->finished, 1, __ATOMIC_SEQ_CST) == j->nchunks) job_done_wake(j);
-}
-
-void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
-{
-    for (size_t c = 0; c < j->nchunks; c++) {
-        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
-        size_t len = mpool__chunk_len(j, c), done = v & MPOOL__CHUNK_COUNT;
-        if (done >= len) continue;
-        for (size_t i = c * j->chunksize + done; i < c * j->chunksize + len; i++)
-            mpool__job_fail(j, i, code, status);
-        __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len, __ATOMIC_RELEASE);
-    }
-    job_done_wake(j); /* a caller's thread may sleep on it */
-}
-
-static bool chunk_complete(const mpool__job_t *j, size_t c)
-{
-    uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
-    return (v & MPOOL__CHUNK_COUNT) == mpool__chunk_len(j, c);
-}
-
-/* The item's failure code (0: it succeeded), once its chunk is complete. */
-static int item_code(const mpool__job_t *j, size_t i, int *status)
-{
-    *status = 0;
-    if (i < __atomic_load_n(&j->first_fail, __ATOMIC_ACQUIRE)) return 0;
-    const mpool__fail_t *f = __atomic_load_n(&j->fails, __ATOMIC_ACQUIRE);
-    if (!f) return i == j->first_fail ? MPOOL_ETASK : 0; /* record lost to ENOMEM */
-    *status = f[i].status;
-    return __atomic_load_n(&f[i].code, __ATOMIC_ACQUIRE);
-}
 
 /* ---- pool-wide state ------------------------------------------------------ */
 
@@ -146,10 +77,7 @@ static void job_release(mpool_async_t *a)
 {
     stage_free(a->pool, a->in_copy, a->in_copy_size);
     stage_free(a->pool, a->staging, a->staging_size);
-    if (a->job) {
-        __atomic_store_n(&a->job->tag, 0, __ATOMIC_RELEASE);
-        mpool_shm_free(__atomic_load_n(&a->job->fails, __ATOMIC_ACQUIRE));
-    }
+    if (a->job) __atomic_store_n(&a->job->tag, 0, __ATOMIC_RELEASE);
     mpool_shm_free(a->job);
     a->job = NULL;
     a->in_copy = a->staging = NULL;
@@ -183,7 +111,7 @@ static bool async_check(mpool_async_t *a)
 {
     if (a->ready) return true;
     const mpool__job_t *j = a->job;
-    while (a->complete < j->nchunks && chunk_complete(j, a->complete)) a->complete++;
+    while (a->complete < j->nchunks && mpool__chunk_complete(j, a->complete)) a->complete++;
     if (a->complete < j->nchunks) return false;
     if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
     a->ready = true;
@@ -360,7 +288,8 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
     if (err) return err;
     size_t cs = pick_chunksize(p, c->n, c->chunksize);
     size_t nchunks = c->n / cs + (c->n % cs != 0);
-    mpool__job_t *j = mpool_shm_alloc(sizeof *j + (nchunks ? nchunks : 1) * sizeof(uint32_t));
+    size_t cfail_at, codes_at, size = mpool__job_size(c->n, nchunks, &cfail_at, &codes_at);
+    mpool__job_t *j = size ? mpool_shm_alloc(size) : NULL;
     if (!j) return ENOMEM;
     a->job = j;
     *j = (mpool__job_t){.fn = c->fn,
@@ -372,7 +301,9 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
                         .nchunks = (uint32_t)nchunks,
                         .first_fail = SIZE_MAX,
                         .in = c->in,
-                        .out = c->out};
+                        .out = c->out,
+                        .cfail = (mpool__chunk_fail_t *)((char *)j + cfail_at),
+                        .codes = (uint32_t *)((char *)j + codes_at)};
     if (in_bytes && !in_heap(c->in, in_bytes)) {
         if (!(a->in_copy = stage_alloc(p, in_bytes))) return ENOMEM;
         a->in_copy_size = in_bytes;
@@ -401,10 +332,12 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
     reap_orphans(p);
     int err = job_build(p, c, a);
     if (!err && a->job->nchunks) err = p->ops->submit(p, a->job);
-    if (!err) live_link(p, a);
+    if (!err)
+        live_link(p, a);
+    else
+        job_release(a); /* under the lock: it returns blocks to p->cache */
     pthread_mutex_unlock(&p->lock);
     if (err) {
-        job_release(a);
         free(a);
         errno = err;
         return NULL;
@@ -471,7 +404,7 @@ int mpool_async_get(mpool_async_t *a, double timeout)
     if (err) return err;
     size_t first = a->job->first_fail;
     int status;
-    return first == SIZE_MAX ? 0 : item_code(a->job, first, &status);
+    return first == SIZE_MAX ? 0 : mpool__item_code(a->job, first, &status);
 }
 
 int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
@@ -480,8 +413,7 @@ int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
     size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
     if (first == SIZE_MAX) return ENODATA;
     f->index = first;
-    f->code = item_code(a->job, first, &f->status);
-    if (!f->code) f->code = MPOOL_ETASK; /* recorded this instant: code not yet visible */
+    f->code = mpool__item_code(a->job, first, &f->status); /* recorded before first_fail */
     return 0;
 }
 
@@ -570,7 +502,7 @@ static bool iter_cond(void *arg)
     mpool_iter_t *it = arg;
     if (it->item != SIZE_MAX) return true;
     if (!it->ordered) return unordered_pick(it);
-    if (!chunk_complete(it->a.job, it->chunk)) return false;
+    if (!mpool__chunk_complete(it->a.job, it->chunk)) return false;
     it->item = it->chunk * it->a.job->chunksize;
     return true;
 }
@@ -591,7 +523,7 @@ int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
         it->chunk++;
     }
     int status;
-    return item_code(j, i, &status);
+    return mpool__item_code(j, i, &status);
 }
 
 void mpool_iter_free(mpool_iter_t *it)

@@ -31,11 +31,27 @@
 
 #include <mpool/pool.h>
 
-/* One item's failure, kept only for items that failed. */
+/* Failure reporting is reserved with the job, when the call is accepted
+ * (a call that cannot have it fails with ENOMEM then): a failure is never
+ * lost to a later allocation, and never reads as a success.
+ *
+ * codes[]: two bits per item, 16 items a word: 0 succeeded (or not yet
+ * finished), 1 MPOOL_ETASK, 2 MPOOL_EWORKER, 3 ECANCELED. Set by whoever
+ * records the failure, with a CAS on the word (items of two chunks share a
+ * word; a later record of the same item replaces the earlier one, as when
+ * a worker dies while recording it). n/4 bytes: cheap next to the inputs.
+ *
+ * cfail[c]: the lowest failed item of chunk c and its status, which is all
+ * the API reports beyond the codes (mpool_async_failure gives the first
+ * failure of the job, the lowest failure of its chunk). off1: 0 none, else
+ * 1 + the item's offset in the chunk. Only one process writes a chunk's
+ * record at a time (the one running the chunk, or the one settling it
+ * after its death), so the record needs no CAS: status first, then off1
+ * (release). */
 typedef struct {
-    int32_t code;   /* 0 (no failure), MPOOL_ETASK, MPOOL_EWORKER or ECANCELED */
+    uint32_t off1;
     int32_t status; /* as mpool_failure_t.status */
-} mpool__fail_t;
+} mpool__chunk_fail_t;
 
 /* chunk_done[c] = flags | count. STARTED is set by the backend when a
  * worker takes the chunk (chunks are taken in increasing order, so the
@@ -59,9 +75,10 @@ typedef struct mpool__job {
     /* Lowest failed index so far, SIZE_MAX when none. Lowered with a CAS by
      * whoever records a failure (worker, fork server, parent). */
     size_t first_fail;
-    /* Per-item failure records, NULL until the first failure; installed with
-     * a CAS by whoever records that failure (the loser frees its block). */
-    mpool__fail_t *fails;
+    /* Failure records (see mpool__chunk_fail_t), in the job's own block
+     * after chunk_done: nchunks records, then (n + 15) / 16 code words. */
+    mpool__chunk_fail_t *cfail;
+    uint32_t *codes;
     /* Completion hint, for waiters: chunks counted finished (counted before
      * their chunk_done store, so the job is still alive), done_word 0 -> 1
      * (a futex) when that count reaches nchunks, and the caller's threads
@@ -73,6 +90,9 @@ typedef struct mpool__job {
      * zeroed by the pool code before the job is freed: lets a helper tell,
      * from memory that may have been freed, whether it is still that job. */
     uint64_t tag;
+    /* Free for the backend's own lists of jobs (the local backend: its
+     * overflow queue), in the submitting process only. */
+    struct mpool__job *backend_next;
     /* chunk_done[c]: items of chunk c that are finished (succeeded or
      * failed), 0..len. Written only by the one process running the chunk
      * (or, once it died, by the fork server or the parent on its behalf);
@@ -93,8 +113,11 @@ static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
  * a backend built as a library of its own (libmpool_mpi) can use them; they
  * are not part of the public API. */
 
-/* Records that item i failed with (code, status); safe from any process.
- * The caller then stores chunk_done as usual. */
+/* Records that item i failed with (code, status): code MPOOL_ETASK,
+ * MPOOL_EWORKER or ECANCELED. Safe from any process; one process at a time
+ * per chunk, in the order the chunk's items run (see cfail). Never fails:
+ * the records were reserved with the job. The caller then stores
+ * chunk_done as usual. */
 MPOOL_API void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
 
 /* Counts a finished chunk in the completion hint; the last one sets
@@ -105,14 +128,30 @@ MPOOL_API void mpool__job_count_chunk(mpool__job_t *j);
  * the job complete. Only when no worker can still touch the job. */
 MPOOL_API void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
 
+/* For the front end (src/pool.c), not exported. */
+
+/* Bytes of the block of a job of n items in nchunks chunks, its failure
+ * records included; the records' offsets in it go to *cfail_at and
+ * *codes_at. 0 when the size overflows. */
+size_t mpool__job_size(size_t n, size_t nchunks, size_t *cfail_at, size_t *codes_at);
+
+/* True once every item of chunk c is finished. */
+bool mpool__chunk_complete(const mpool__job_t *j, size_t c);
+
+/* Item i's failure code (0: it succeeded) and, when it is the lowest
+ * failure of its chunk, its status (else 0). Exact once its chunk is
+ * complete, or for the item that first_fail names. */
+int mpool__item_code(const mpool__job_t *j, size_t i, int *status);
+
 /* What a backend implements. `p->impl` is its private state. Every wait takes
  * an absolute CLOCK_MONOTONIC deadline (NULL = none). */
 typedef struct mpool__pool_ops {
     /* Starts the workers. Returns 0 or an error code (EAGAIN, ENOMEM,
      * MPOOL_ETASK when an initializer failed). */
     int (*start)(mpool_pool_t *p);
-    /* Hands a job to the workers. Does not wait for it to run; may wait for
-     * room to queue it. Returns 0 or an error code. */
+    /* Hands a job to the workers. Does not wait for it to run, nor for
+     * room to queue it (it is called under the pool lock, which terminate
+     * needs). Returns 0 or an error code. */
     int (*submit)(mpool_pool_t *p, mpool__job_t *job);
     /* A counter that moves whenever some chunk progresses or completes. */
     uint32_t (*event)(mpool_pool_t *p);

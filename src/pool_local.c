@@ -123,6 +123,22 @@ typedef struct {
     wslot_t slots[];
 } shared_t;
 
+/* The overflow queue, parent-private: jobs submitted while the ring's next
+ * entry still holds an unclaimed job wait here, oldest first (linked by
+ * job->backend_next), and a feeder thread moves them into the ring as the
+ * workers claim entries. A submission never waits for the workers, and so
+ * never holds the pool lock (which terminate needs) for long. */
+typedef struct {
+    /* The ring's producer side: tail, entry rewrites and this queue. */
+    pthread_mutex_t qlock;
+    mpool__job_t *head, *last;
+    bool close_pending; /* close came while jobs were queued: it takes effect after them */
+    bool running;       /* the feeder has not finished (under qlock) */
+    bool joinable;      /* a feeder thread was started and not joined (under the pool lock) */
+    uint32_t stop;      /* 0 -> 1 at terminate: the feeder exits */
+    pthread_t thread;
+} feed_t;
+
 /* Parent-private. */
 typedef struct {
     shared_t *sh;
@@ -133,6 +149,7 @@ typedef struct {
     /* Taken around reaping and replacing the server: the caller's threads
      * may all be waiting, and only one of them must act on a death. */
     pthread_mutex_t lock;
+    feed_t feed;
 } local_t;
 
 static inline uint64_t ld64(const uint64_t *p)
@@ -629,28 +646,21 @@ static void local_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
     health(p);
 }
 
-/* Waits for the dispatch entry of job seq `s` to be free: its previous job
- * (seq s - RING) fully claimed. False when the pool broke meanwhile. */
-static bool entry_wait(mpool_pool_t *p, dispatch_t *d, uint32_t s, uint64_t *w)
+/* True when ring entry s % RING is free for job seq s: its previous job
+ * (seq s - RING) is fully claimed. */
+static bool entry_free(const shared_t *sh, uint32_t s)
 {
-    shared_t *sh = ((local_t *)p->impl)->sh;
-    for (;;) {
-        *w = ld64(&d->word);
-        if ((uint32_t)(*w >> 32) == s - RING && (uint32_t)*w >= d->nchunks) return true;
-        struct timespec ts = mpool__deadline_min(NULL, 0.001);
-        local_wait(p, NULL, ld32(&sh->event), &ts);
-        if (p->broken) return false;
-    }
+    const dispatch_t *d = &sh->ring[s % RING];
+    uint64_t w = ld64(&d->word);
+    return (uint32_t)(w >> 32) == s - RING && (uint32_t)w >= d->nchunks;
 }
 
-static int local_submit(mpool_pool_t *p, mpool__job_t *job)
+/* Publishes job as seq tail (its entry is free) and wakes idle workers.
+ * Under qlock. */
+static void publish(shared_t *sh, mpool__job_t *job)
 {
-    shared_t *sh = ((local_t *)p->impl)->sh;
-    if (p->broken) return EINVAL;
     uint32_t s = sh->tail;
     dispatch_t *d = &sh->ring[s % RING];
-    uint64_t w;
-    if (!entry_wait(p, d, s, &w)) return EINVAL;
     /* Workers holding the old word now fail their CAS; then rewrite. */
     __atomic_store_n(&d->word, (uint64_t)s << 32 | CLAIM_BUSY, __ATOMIC_SEQ_CST);
     job->tag = TAG(s);
@@ -663,7 +673,95 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     uint32_t wake = job->nchunks - (__atomic_load_n(&sh->spinner, __ATOMIC_SEQ_CST) != 0);
     if (wake && __atomic_load_n(&sh->idle_waiters, __ATOMIC_SEQ_CST))
         mpool__futex_wake(&sh->tail, wake > INT_MAX ? INT_MAX : (int)wake);
+}
+
+static void local_close(mpool_pool_t *p);
+
+/* Moves queued jobs into the ring while entries are free; once the queue is
+ * empty, a close that came meanwhile takes effect. Under qlock. */
+static void feed(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    feed_t *f = &L->feed;
+    while (f->head && entry_free(L->sh, L->sh->tail)) {
+        mpool__job_t *j = f->head;
+        if (!(f->head = j->backend_next)) f->last = NULL;
+        j->backend_next = NULL;
+        publish(L->sh, j);
+    }
+    if (!f->head && f->close_pending) {
+        f->close_pending = false;
+        local_close(p);
+    }
+}
+
+/* The feeder: runs while jobs are queued. Entries free up as workers claim
+ * chunks; a claim makes no event, but the claimed chunks' completions do,
+ * so it sleeps on the event counter (bounded) between feeds. It never
+ * checks the server's health (that forks from the checking thread). */
+static void *feeder_main(void *arg)
+{
+    mpool_pool_t *p = arg;
+    local_t *L = p->impl;
+    shared_t *sh = L->sh;
+    feed_t *f = &L->feed;
+    pthread_mutex_lock(&f->qlock);
+    for (;;) {
+        feed(p);
+        if (!f->head || ld32(&f->stop) || __atomic_load_n(&p->broken, __ATOMIC_ACQUIRE)) break;
+        uint32_t seen = ld32(&sh->event);
+        pthread_mutex_unlock(&f->qlock);
+        __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&sh->event, __ATOMIC_SEQ_CST) == seen && !ld32(&f->stop)) {
+            struct timespec ts = mpool__deadline_min(NULL, PARENT_NAP);
+            mpool__futex_wait(&sh->event, seen, &ts);
+        }
+        __atomic_fetch_sub(&sh->pwait, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_lock(&f->qlock);
+    }
+    f->running = false;
+    pthread_mutex_unlock(&f->qlock);
+    return NULL;
+}
+
+/* Under the pool lock and qlock. EAGAIN when no thread can be made. */
+static int feeder_start(mpool_pool_t *p)
+{
+    feed_t *f = &((local_t *)p->impl)->feed;
+    if (f->running) return 0;
+    if (f->joinable) pthread_join(f->thread, NULL); /* it has left qlock for good */
+    f->joinable = false;
+    /* Every signal blocked: the program's handlers never run on it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&f->thread, NULL, feeder_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) return EAGAIN;
+    f->running = f->joinable = true;
     return 0;
+}
+
+static int local_submit(mpool_pool_t *p, mpool__job_t *job)
+{
+    local_t *L = p->impl;
+    feed_t *f = &L->feed;
+    if (p->broken) return EINVAL;
+    int err = 0;
+    pthread_mutex_lock(&f->qlock);
+    feed(p);
+    if (!f->head && entry_free(L->sh, L->sh->tail)) {
+        publish(L->sh, job);
+    } else if (!(err = feeder_start(p))) {
+        job->backend_next = NULL;
+        if (f->last)
+            f->last->backend_next = job;
+        else
+            f->head = job;
+        f->last = job;
+    }
+    pthread_mutex_unlock(&f->qlock);
+    return err;
 }
 
 static shared_t *shared_new(const mpool_pool_opts_t *o)
@@ -778,13 +876,64 @@ static void local_destroy(mpool_pool_t *p)
     p->impl = NULL;
 }
 
+/* ---- the overflow queue's part of the life cycle --------------------------- */
+
+static int local_start_fed(mpool_pool_t *p)
+{
+    int err = local_start(p);
+    if (!err) pthread_mutex_init(&((local_t *)p->impl)->feed.qlock, NULL);
+    return err;
+}
+
+/* Close takes effect once the queued jobs are in the ring: workers exit when
+ * the ring is drained and the pool is closing. */
+static void local_close_fed(mpool_pool_t *p)
+{
+    feed_t *f = &((local_t *)p->impl)->feed;
+    pthread_mutex_lock(&f->qlock);
+    bool later = f->head != NULL;
+    f->close_pending = later;
+    pthread_mutex_unlock(&f->qlock);
+    if (!later) local_close(p);
+}
+
+/* Stops the feeder and drops the queue (the pool code fails its jobs). */
+static void feed_stop(local_t *L)
+{
+    feed_t *f = &L->feed;
+    __atomic_store_n(&f->stop, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&L->sh->event, 1, __ATOMIC_SEQ_CST); /* its sleep ends at once */
+    mpool__futex_wake(&L->sh->event, INT_MAX);
+    if (f->joinable) pthread_join(f->thread, NULL);
+    f->joinable = false;
+    pthread_mutex_lock(&f->qlock);
+    f->head = f->last = NULL;
+    f->close_pending = false;
+    pthread_mutex_unlock(&f->qlock);
+}
+
+static void local_terminate_fed(mpool_pool_t *p)
+{
+    feed_stop(p->impl);
+    local_terminate(p);
+}
+
+static void local_destroy_fed(mpool_pool_t *p)
+{
+    local_t *L = p->impl;
+    if (!L) return;
+    feed_stop(L);
+    pthread_mutex_destroy(&L->feed.qlock);
+    local_destroy(p);
+}
+
 const mpool__pool_ops_t mpool__pool_local_ops = {
-    .start = local_start,
+    .start = local_start_fed,
     .submit = local_submit,
     .event = local_event,
     .wait = local_wait,
-    .close = local_close,
+    .close = local_close_fed,
     .join = local_join,
-    .terminate = local_terminate,
-    .destroy = local_destroy,
+    .terminate = local_terminate_fed,
+    .destroy = local_destroy_fed,
 };

@@ -488,6 +488,257 @@ static void test_threads(void **state)
     mpool_pool_free(p);
 }
 
+/* ---- memory pressure and many threads -------------------------------------- */
+
+static int square(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    *(long *)out = *(const long *)in * *(const long *)in;
+    return 0;
+}
+
+#define GOOD_N ((size_t)64 << 10) /* 512 KiB of longs: staged, cached blocks */
+
+static void *enomem_loop(void *arg)
+{
+    mpool_pool_t *p = arg;
+    /* A 1 MiB input copy (cached size) succeeds, the 2 GiB staging does not:
+     * the call fails with ENOMEM after it took a cached block. */
+    size_t n = (size_t)128 << 10;
+    long *in = calloc(n, sizeof *in), out[1];
+    intptr_t bad = 0;
+    for (int r = 0; r < 3000; r++)
+        bad += mpool_pool_map(p, square, in, n, sizeof *in, out, (size_t)16 << 10, 0) != ENOMEM;
+    free(in);
+    return (void *)bad;
+}
+
+static void *good_loop(void *arg)
+{
+    mpool_pool_t *p = arg;
+    long *in = malloc(GOOD_N * sizeof *in), *out = malloc(GOOD_N * sizeof *out);
+    intptr_t bad = 0;
+    for (int r = 0; r < 400 && !bad; r++) {
+        for (size_t i = 0; i < GOOD_N; i++) in[i] = (long)i + r;
+        memset(out, 0, GOOD_N * sizeof *out);
+        bad += mpool_pool_map(p, square, in, GOOD_N, sizeof *in, out, sizeof *out, 0) != 0;
+        for (size_t i = 0; i < GOOD_N && !bad; i++) bad += out[i] != ((long)i + r) * ((long)i + r);
+    }
+    free(in);
+    free(out);
+    return (void *)bad;
+}
+
+/* Fails odd items (status: the item), succeeds even ones; writes nothing. */
+static int odd_fails(const void *in, void *out, void *ctx)
+{
+    (void)out, (void)ctx;
+    long x = *(const long *)in;
+    return x % 2 ? (int)x : 0;
+}
+
+typedef struct {
+    void *ptr[1 << 12];
+    size_t size[1 << 12], n;
+} held_t;
+
+/* Fills the shared heap to the brim but for one free block of each small
+ * size class up to 2 KiB (set aside first, given back last): room for a
+ * job's own block, not for a table of n records allocated later. */
+static void fill_heap(held_t *h)
+{
+    void *spare[5];
+    for (int c = 0; c < 5; c++) assert_non_null(spare[c] = mpool_shm_alloc((128u << c) - 64));
+    h->n = 0;
+    for (size_t size = (size_t)256 << 20; size >= 128; size /= 2) {
+        void *b;
+        while (h->n < 1 << 12 && (b = mpool_shm_alloc(size - 64))) {
+            h->ptr[h->n] = b;
+            h->size[h->n++] = size;
+        }
+    }
+    for (int c = 0; c < 5; c++) mpool_shm_free(spare[c]);
+}
+
+static void release_heap(held_t *h)
+{
+    for (size_t i = 0; i < h->n; i++) mpool_shm_free(h->ptr[i]);
+}
+
+/* Issue 10 bug 7: with the shared heap nearly full, failed items are still
+ * reported as failed, each with its code, and the first failure with its
+ * status -- or the call fails with ENOMEM up front. Never a 0 for a failure. */
+static void test_failures_heap_full(void **state)
+{
+    (void)state;
+    mpool_pool_t *p = pool(2);
+    size_t n = 1000, before, after;
+    long *in = mpool_shm_alloc(n * sizeof *in); /* read in place: no copy */
+    for (size_t i = 0; i < n; i++) in[i] = (long)i;
+    mpool_shm_stats(NULL, &before);
+    held_t *h = malloc(sizeof *h);
+    fill_heap(h);
+    int accepted = 0;
+    for (int round = 0; round < 2; round++) {
+        /* out_size 0: no staging, so nothing else needs the heap. */
+        mpool_iter_t *it = mpool_pool_imap(p, odd_fails, in, n, sizeof *in, 0, 100);
+        if (!it) {
+            assert_int_equal(errno, ENOMEM);
+            continue;
+        }
+        accepted++;
+        for (size_t i = 0; i < n; i++) {
+            size_t idx = SIZE_MAX;
+            int err = mpool_iter_next(it, NULL, &idx, WAIT);
+            assert_int_equal(idx, i);
+            assert_int_equal(err, i % 2 ? MPOOL_ETASK : 0);
+        }
+        mpool_iter_free(it);
+        mpool_async_t *a = mpool_pool_map_async(p, odd_fails, in, n, sizeof *in, NULL, 0, 100);
+        if (!a) {
+            assert_int_equal(errno, ENOMEM);
+            continue;
+        }
+        assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+        mpool_failure_t f;
+        assert_int_equal(mpool_async_failure(a, &f), 0);
+        assert_int_equal(f.index, 1);
+        assert_int_equal(f.code, MPOOL_ETASK);
+        assert_int_equal(f.status, 1);
+        mpool_async_free(a);
+    }
+    release_heap(h);
+    free(h);
+    mpool_shm_stats(NULL, &after);
+    assert_int_equal(after, before);
+    print_message("heap full: %d of 2 rounds accepted\n", accepted);
+    assert_true(accepted > 0); /* a job's own block fits in what was left */
+    mpool_shm_free(in);
+    mpool_pool_free(p);
+}
+
+/* Issue 10 bug 8: maps failing with ENOMEM in two threads while a third runs
+ * good maps: the staging cache is shared by all three (it must only be
+ * touched under the pool lock), good results stay right, nothing leaks. */
+static void test_enomem_threads(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 8; round++) {
+        size_t before, after;
+        mpool_shm_stats(NULL, &before);
+        mpool_pool_t *p = pool(2);
+        pthread_t t[3];
+        assert_int_equal(pthread_create(&t[0], NULL, enomem_loop, p), 0);
+        assert_int_equal(pthread_create(&t[1], NULL, enomem_loop, p), 0);
+        assert_int_equal(pthread_create(&t[2], NULL, good_loop, p), 0);
+        intptr_t bad[3];
+        for (int k = 0; k < 3; k++) {
+            void *r;
+            pthread_join(t[k], &r);
+            bad[k] = (intptr_t)r;
+        }
+        mpool_pool_free(p);
+        mpool_shm_stats(NULL, &after);
+        assert_int_equal(bad[0] + bad[1], 0);
+        assert_int_equal(bad[2], 0);
+        assert_int_equal(after, before);
+    }
+}
+
+/* Waits (bounded) on the event its input points to. */
+static int wait_event(const void *in, void *out, void *ctx)
+{
+    (void)out, (void)ctx;
+    return mpool_event_wait(*(mpool_event_t *const *)in, 20.0) ? 1 : 0;
+}
+
+#define QUEUED 300 /* more than the 256 dispatch entries */
+
+/* A pool of 1 whose worker is held by a task on `ev`, then QUEUED applies:
+ * each must return at once (none waits for the worker). */
+static mpool_async_t *hold_and_queue(mpool_pool_t *p, mpool_event_t **ev, long *x, long *y,
+                                     mpool_async_t **a)
+{
+    mpool_async_t *hold = mpool_pool_apply_async(p, wait_event, ev, sizeof *ev, NULL, 0);
+    assert_non_null(hold);
+    double worst = 0;
+    for (int k = 0; k < QUEUED; k++) {
+        x[k] = k;
+        y[k] = -1;
+        double t = tu_now();
+        a[k] = mpool_pool_apply_async(p, square, &x[k], sizeof *x, &y[k], sizeof *y);
+        assert_non_null(a[k]);
+        if (tu_now() - t > worst) worst = tu_now() - t;
+    }
+    print_message("%d applies queued behind a busy worker: slowest %.3f ms\n", QUEUED, worst * 1e3);
+    assert_true(worst < 2.0 * tu_slack());
+    return hold;
+}
+
+static void *terminator(void *arg)
+{
+    mpool_pool_terminate(arg);
+    return NULL;
+}
+
+/* Issue 10 bug 9: async submissions never block, whatever is queued (the
+ * ring of dispatch entries overflows into a queue fed by the library), and
+ * terminate from another thread stays prompt. */
+static void test_async_unbounded(void **state)
+{
+    (void)state;
+    mpool_event_t *ev = mpool_event_new();
+    long x[QUEUED], y[QUEUED];
+    mpool_async_t *a[QUEUED];
+    mpool_pool_t *p = pool(1);
+    /* Queued work runs once the worker is free, with no call on the pool
+     * other than a wait on the very last handle. */
+    mpool_async_t *hold = hold_and_queue(p, &ev, x, y, a);
+    mpool_event_set(ev);
+    assert_int_equal(mpool_async_wait(a[QUEUED - 1], WAIT), 0);
+    assert_int_equal(mpool_async_get(hold, WAIT), 0);
+    mpool_async_free(hold);
+    for (int k = 0; k < QUEUED; k++) {
+        assert_int_equal(mpool_async_get(a[k], WAIT), 0);
+        assert_int_equal(y[k], (long)k * k);
+        mpool_async_free(a[k]);
+    }
+    /* Close while jobs are queued: they still run, then join succeeds. */
+    mpool_event_clear(ev);
+    hold = hold_and_queue(p, &ev, x, y, a);
+    assert_int_equal(mpool_pool_close(p), 0);
+    mpool_event_set(ev);
+    assert_int_equal(mpool_pool_join(p, WAIT), 0);
+    for (int k = 0; k < QUEUED; k++) {
+        assert_true(mpool_async_ready(a[k]));
+        assert_int_equal(mpool_async_get(a[k], 0), 0);
+        assert_int_equal(y[k], (long)k * k);
+        mpool_async_free(a[k]);
+    }
+    mpool_async_free(hold);
+    mpool_pool_free(p);
+    /* Terminate from another thread, with jobs queued: prompt, and every
+     * handle resolves (ECANCELED). */
+    mpool_event_clear(ev);
+    p = pool(1);
+    hold = hold_and_queue(p, &ev, x, y, a);
+    pthread_t t;
+    double t0 = tu_now();
+    assert_int_equal(pthread_create(&t, NULL, terminator, p), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)WAIT;
+    assert_int_equal(pthread_timedjoin_np(t, NULL, &ts), 0);
+    print_message("terminate with %d jobs queued: %.3f ms\n", QUEUED, (tu_now() - t0) * 1e3);
+    assert_true(tu_now() - t0 < 3.0 * tu_slack());
+    assert_int_equal(mpool_async_get(hold, WAIT), ECANCELED);
+    for (int k = 0; k < QUEUED; k++) assert_int_equal(mpool_async_get(a[k], WAIT), ECANCELED);
+    for (int k = 0; k < QUEUED; k++) mpool_async_free(a[k]);
+    mpool_async_free(hold);
+    mpool_pool_free(p);
+    mpool_event_free(ev);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 static void test_close_join(void **state)
@@ -800,6 +1051,11 @@ int main(void)
         cmocka_unit_test(test_no_orphans),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_no_leaks),
+        cmocka_unit_test(test_enomem_threads),
+        cmocka_unit_test(test_failures_heap_full),
+        cmocka_unit_test(test_async_unbounded),
     };
+    const char *only = getenv("MPOOL_TEST_FILTER"); /* e.g. "test_enomem*" */
+    if (only) cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

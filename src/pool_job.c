@@ -1,0 +1,105 @@
+/* The job record below the Pool's front end and its backends: failures,
+ * chunk completion and the completion hint (layout in pool_backend.h).
+ * Everything here is safe from any process of the family: workers, the fork
+ * server and the caller's threads all record into the same job. */
+#include <mpool/shm.h>
+
+#include <limits.h>
+#include <string.h>
+
+#include "futex.h"
+#include "internal.h"
+#include "pool_backend.h"
+
+/* Two bits per item in job->codes. */
+static uint32_t code_bits(int code)
+{
+    switch (code) {
+    case MPOOL_EWORKER:
+        return 2;
+    case ECANCELED:
+        return 3;
+    default:
+        return 1; /* MPOOL_ETASK; any other code still reads as a failure */
+    }
+}
+
+static int bits_code(uint32_t bits)
+{
+    static const int codes[4] = {0, MPOOL_ETASK, MPOOL_EWORKER, ECANCELED};
+    return codes[bits & 3];
+}
+
+size_t mpool__job_size(size_t n, size_t nchunks, size_t *cfail_at, size_t *codes_at)
+{
+    size_t words = n / 16 + 1; /* at least (n + 15) / 16, without overflow */
+    size_t at = sizeof(mpool__job_t) + (nchunks ? nchunks : 1) * sizeof(uint32_t);
+    at = (at + 7) & ~(size_t)7;
+    *cfail_at = at;
+    at += nchunks * sizeof(mpool__chunk_fail_t);
+    *codes_at = at;
+    if (words > (SIZE_MAX - at) / sizeof(uint32_t)) return 0;
+    return at + words * sizeof(uint32_t);
+}
+
+void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
+{
+    uint32_t *w = &j->codes[i / 16], shift = 2 * (uint32_t)(i % 16);
+    uint32_t old = __atomic_load_n(w, __ATOMIC_RELAXED), val;
+    do val = (old & ~(3u << shift)) | code_bits(code) << shift;
+    while (!__atomic_compare_exchange_n(w, &old, val, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    size_t c = i / j->chunksize;
+    uint32_t off1 = (uint32_t)(i - c * j->chunksize) + 1;
+    mpool__chunk_fail_t *cf = &j->cfail[c];
+    uint32_t cur = __atomic_load_n(&cf->off1, __ATOMIC_RELAXED);
+    if (!cur || off1 <= cur) {
+        __atomic_store_n(&cf->status, status, __ATOMIC_RELAXED);
+        __atomic_store_n(&cf->off1, off1, __ATOMIC_RELEASE);
+    }
+    size_t first = __atomic_load_n(&j->first_fail, __ATOMIC_RELAXED);
+    while (i < first && !__atomic_compare_exchange_n(&j->first_fail, &first, i, true,
+                                                     __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    }
+}
+
+static void job_done_wake(mpool__job_t *j)
+{
+    __atomic_store_n(&j->done_word, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&j->waiting, __ATOMIC_SEQ_CST)) mpool__futex_wake(&j->done_word, INT_MAX);
+}
+
+void mpool__job_count_chunk(mpool__job_t *j)
+{
+    if (__atomic_add_fetch(&j->finished, 1, __ATOMIC_SEQ_CST) == j->nchunks) job_done_wake(j);
+}
+
+void mpool__job_fail_rest(mpool__job_t *j, int code, int status)
+{
+    for (size_t c = 0; c < j->nchunks; c++) {
+        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+        size_t len = mpool__chunk_len(j, c), done = v & MPOOL__CHUNK_COUNT;
+        if (done >= len) continue;
+        for (size_t i = c * j->chunksize + done; i < c * j->chunksize + len; i++)
+            mpool__job_fail(j, i, code, status);
+        __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED | (uint32_t)len, __ATOMIC_RELEASE);
+    }
+    job_done_wake(j); /* a caller's thread may sleep on it */
+}
+
+bool mpool__chunk_complete(const mpool__job_t *j, size_t c)
+{
+    uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+    return (v & MPOOL__CHUNK_COUNT) == mpool__chunk_len(j, c);
+}
+
+int mpool__item_code(const mpool__job_t *j, size_t i, int *status)
+{
+    *status = 0;
+    if (i < __atomic_load_n(&j->first_fail, __ATOMIC_ACQUIRE)) return 0;
+    int code = bits_code(__atomic_load_n(&j->codes[i / 16], __ATOMIC_ACQUIRE) >> 2 * (i % 16));
+    size_t c = i / j->chunksize;
+    const mpool__chunk_fail_t *cf = &j->cfail[c];
+    if (code && __atomic_load_n(&cf->off1, __ATOMIC_ACQUIRE) == i - c * j->chunksize + 1)
+        *status = __atomic_load_n(&cf->status, __ATOMIC_RELAXED);
+    return code;
+}
