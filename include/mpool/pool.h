@@ -67,6 +67,14 @@ typedef struct {
     double task_timeout;       /* > 0: a task running longer has its worker killed and
                                   fails with MPOOL_EWORKER (status SIGKILL) */
     void *ctx;                 /* handed to every task; must be valid in the workers */
+    /* false (the default): the fork server, hence every worker, closes every
+     * descriptor but 0, 1 and 2 that the caller had open at mpool_pool_new,
+     * so that a pipe or socket made before the pool still sees EOF or EPIPE
+     * when the caller closes its end. true: workers keep them all (as
+     * Python's fork start method does), for tasks or initializers that use
+     * a descriptor opened before the pool. New in 1.1 (last field: zero-
+     * or designated-initialized opts keep compiling and get the default). */
+    bool inherit_fds;
 } mpool_pool_opts_t;
 
 typedef struct {
