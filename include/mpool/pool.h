@@ -36,6 +36,12 @@
  * 50 ms), forks a new one, and the items that were running fail with
  * MPOOL_EWORKER (status SIGKILL); everything else completes.
  *
+ * The caller's SIGCHLD disposition does not matter (default, SIG_IGN, or a
+ * handler that reaps every child): the pool waits for and signals its fork
+ * server only through a pidfd, never by a bare pid that may have been reaped
+ * and reused, and its helpers reap their own children. A caller that is a
+ * child subreaper or PID 1 is left no zombie either.
+ *
  * A pool is used from the process that created it (any of its threads). Its
  * helper processes die with the *thread* that created the pool (or that
  * last replaced the fork server): create pools from a thread that outlives
@@ -86,7 +92,9 @@ typedef struct {
 
 /* Starts a pool and waits until every worker ran its initializer. `opts` may
  * be NULL (defaults). Returns NULL with errno: EINVAL (processes < 0,
- * task_timeout < 0), ENOMEM, EAGAIN (fork failed), or MPOOL_ETASK when the
+ * task_timeout < 0), ENOMEM, EAGAIN (a fork failed: of the server or of any
+ * worker, reported at once, with nothing left behind), EMFILE or ENFILE (no
+ * descriptor for the server's pidfd), or MPOOL_ETASK when the
  * initializer failed (returned non-zero, or its worker died) in a worker.
  * Should a replacement worker's initializer fail later, the pool breaks
  * instead of respawning in a loop: unfinished items fail with MPOOL_ETASK
@@ -177,7 +185,9 @@ MPOOL_API int mpool_pool_join(mpool_pool_t *p, double timeout);
  * ECANCELED. Returns 0 (also when called twice). Returns promptly. */
 MPOOL_API int mpool_pool_terminate(mpool_pool_t *p);
 
-/* Frees the pool, terminating it if it still runs. Leaves no process, zombie
+/* Frees the pool, terminating it if it still runs (the fork server is asked
+ * to kill and reap its workers, and is killed if it has not within 1 s).
+ * Signals no process but the pool's own. Leaves no process, zombie
  * or descriptor behind. Asyncs and iterators of the pool must not be used
  * after (free them before or after; their memory is released here if not).
  * NULL is accepted. */
