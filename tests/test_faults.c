@@ -685,6 +685,79 @@ static void free_leaves_no_zombie_for_a_subreaper(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* With the descriptor table full, the fork succeeds but pidfd_open does
+ * not: pool_new fails with EMFILE (a server it could only track by a bare
+ * pid is not started) and leaves nothing behind. */
+static int new_with_full_fd_table(void *arg)
+{
+    (void)arg;
+    mpool_shm_free(mpool_shm_alloc(1)); /* the heap is ready before the table fills */
+    struct rlimit rl = {64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) return 99;
+    int last = -1;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) last = fd;
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    int err = errno;
+    if (pool) return 10;
+    if (err != EMFILE) return 11;
+    close(last); /* room to read /proc */
+    if (tu_count_children()) return 12;
+    return 0;
+}
+
+static void pool_new_fails_with_emfile_when_no_pidfd_can_be_had(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(new_with_full_fd_table, NULL), 30);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+static int sleeps(const void *in, void *out, void *ctx)
+{
+    (void)in;
+    (void)out;
+    mpool_sem_release(ctx); /* "running" */
+    sleep(30);              /* killed by free long before */
+    return 0;
+}
+
+/* free of a pool whose workers are all busy: prompt, and nothing is left,
+ * as a subreaper too. */
+static int free_busy_as_subreaper(void *arg)
+{
+    (void)arg;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1)) return 99;
+    mpool_sem_t *running = mpool_sem_new(0);
+    mpool_pool_opts_t o = {.processes = 4, .ctx = running};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool || !running) return 10;
+    long in[4] = {0}, out[4];
+    mpool_async_t *a =
+        mpool_pool_map_async(pool, sleeps, in, 4, sizeof(long), out, sizeof(long), 1);
+    if (!a) return 11;
+    for (int k = 0; k < 4; k++)
+        if (mpool_sem_acquire(running, 10)) return 14;
+    double t0 = tu_now();
+    mpool_pool_free(pool);
+    double took = tu_now() - t0;
+    int left = zombies_over(0.3);
+    printf("  free of 4 busy workers: %.3f s, %d processes left\n", took, left);
+    fflush(stdout);
+    mpool_sem_free(running);
+    if (took > 2.0 * tu_slack()) return 12;
+    return left ? 13 : 0;
+}
+
+static void free_of_busy_workers_is_prompt_and_complete(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(free_busy_as_subreaper, NULL), 60);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
 /* ---- descriptors the caller had at pool_new --------------------------------- */
 
 static int inherited_fd = -1;
@@ -748,6 +821,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(free_spares_a_process_that_reused_the_server_pid),
         cmocka_unit_test(pool_new_fails_promptly_when_a_worker_fork_fails),
         cmocka_unit_test(free_leaves_no_zombie_for_a_subreaper),
+        cmocka_unit_test(pool_new_fails_with_emfile_when_no_pidfd_can_be_had),
+        cmocka_unit_test(free_of_busy_workers_is_prompt_and_complete),
         cmocka_unit_test(pool_closes_the_callers_descriptors_by_default),
         cmocka_unit_test(pool_keeps_the_callers_descriptors_with_inherit_fds),
     };
