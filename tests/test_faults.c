@@ -538,6 +538,49 @@ static void join_succeeds_under_a_reaping_sigchld_handler(void **state)
     assert_int_equal(tu_wait(tu_fork(join_under_sigchld_policy, (void *)1), 30), 0);
 }
 
+static int slow_square(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    usleep(2000); /* a task that takes a while */
+    return square(in, out, NULL);
+}
+
+/* SIG_IGN, a map running, close, then the fork server SIGKILLed: its exit
+ * status is lost (auto-reaped) and it did not exit cleanly, so the pool
+ * must replace it once, finish the work, and join. */
+static int server_killed_after_close_under_sig_ign(void *arg)
+{
+    (void)arg;
+    signal(SIGCHLD, SIG_IGN);
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool) return 10;
+    pid_t server = 0;
+    if (tu_children(getpid(), true, &server, 1) != 1) return 11;
+    static long in[400], out[400];
+    for (int i = 0; i < 400; i++) in[i] = i;
+    mpool_async_t *a =
+        mpool_pool_map_async(pool, slow_square, in, 400, sizeof(long), out, sizeof(long), 10);
+    if (!a) return 12;
+    mpool_pool_close(pool);
+    kill(server, SIGKILL); /* the test's own child, not yet exited: its pid */
+    int rc = mpool_async_get(a, 30);
+    if (rc != 0 && rc != MPOOL_EWORKER) return 13; /* items running at the kill fail */
+    size_t failed = 0;                             /* at most the two items running at the kill */
+    for (int i = 0; i < 400; i++) failed += out[i] != (long)i * i;
+    if ((rc == 0 && failed) || failed > 2) return 14;
+    if (mpool_pool_join(pool, 10) != 0) return 16;
+    mpool_async_free(a);
+    mpool_pool_free(pool);
+    return tu_count_children() ? 17 : 0;
+}
+
+static void join_after_server_killed_with_sigchld_ignored(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(server_killed_after_close_under_sig_ign, NULL), 60), 0);
+}
+
 static int sleeper(void *arg)
 {
     (void)arg;
@@ -818,6 +861,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(exit_in_a_task_is_a_worker_death),
         cmocka_unit_test(join_succeeds_when_sigchld_is_ignored),
         cmocka_unit_test(join_succeeds_under_a_reaping_sigchld_handler),
+        cmocka_unit_test(join_after_server_killed_with_sigchld_ignored),
         cmocka_unit_test(free_spares_a_process_that_reused_the_server_pid),
         cmocka_unit_test(pool_new_fails_promptly_when_a_worker_fork_fails),
         cmocka_unit_test(free_leaves_no_zombie_for_a_subreaper),
