@@ -33,7 +33,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,11 +50,16 @@
 #define YIELD_AFTER  2e-6        /* then yield the CPU between checks */
 #define PARENT_NAP   0.05        /* longest parent sleep between health checks */
 #define MAX_RESTARTS                                                                               \
-    16                        /* server deaths in a row, with no work done in                      \
-                                  between, before the pool breaks */
-#define DEATH_TIMEOUT     2.0 /* how long to wait for a killed worker to vanish */
-#define MAX_FORK_FAILURES 30  /* worker forks failing in a row (rounds of 1 s) */
+    16                          /* server deaths in a row, with no work done in                    \
+                                    between, before the pool breaks */
+#define DEATH_TIMEOUT     2.0   /* how long to wait for a killed worker to vanish */
+#define MAX_FORK_FAILURES 30    /* worker forks failing in a row (rounds of 1 s) */
+#define STOP_GRACE        1.0   /* terminate: how long the server may take to stop its workers */
+#define RESTART_GAP       0.005 /* pause per server replacement in a row (at most 10 of them) */
 #define TAG(seq)          (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
+
+/* shared_t.handoff. */
+enum { HANDOFF_WAIT, HANDOFF_GO, HANDOFF_ABORT };
 
 /* Slot states (wslot_t.state). */
 enum { SLOT_EMPTY, SLOT_STARTING, SLOT_READY, SLOT_INITFAIL };
@@ -112,7 +119,20 @@ typedef struct {
     /* Set by the server before it exits for good, once every worker is
      * reaped: the code unfinished items fail with, and its status. */
     int32_t broken, broken_status;
+    /* Server life cycle; each new server starts with all four at 0.
+     * handoff: HANDOFF_* by the parent. The server waits for it before it
+     * does anything that could end it, so its pid cannot be reaped (and
+     * reused) before the parent holds a pidfd on it.
+     * server_done: 0 -> 1 by the server just before it exits of its own
+     * accord with every worker reaped: a clean exit, readable even when
+     * someone else (a SIGCHLD handler, SIG_IGN) took its wait status.
+     * stop: 0 -> 1 by the parent at terminate: kill and reap the workers,
+     * then exit (woken with a SIGCHLD through the pidfd).
+     * started: 0 -> 1 by the parent once pool_new succeeded; until then a
+     * failing worker fork fails pool_new at once. */
+    uint32_t handoff, server_done, stop, started;
     /* Read-only after pool_new. */
+    bool inherit_fds;
     int nworkers;
     unsigned maxtasks;
     double task_timeout;
@@ -143,7 +163,7 @@ typedef struct {
 typedef struct {
     shared_t *sh;
     pid_t server;              /* 0: gone for good */
-    int pidfd;                 /* the server's, -1 if unavailable */
+    int pidfd;                 /* the server's: -1 exactly when server is 0 */
     int restarts;              /* in a row without progress: see health_locked */
     uint32_t event_at_restart; /* sh->event when the server was last replaced */
     /* Taken around reaping and replacing the server: the caller's threads
@@ -409,8 +429,9 @@ static bool unclaimed_work(shared_t *sh)
 }
 
 /* Forks the worker of slot s. A failing fork is retried on the next rounds;
- * at start-up, or after MAX_FORK_FAILURES in a row, the pool breaks (the
- * work could not go on). */
+ * during pool_new (any worker, not only the first: pool_new must fail
+ * promptly with EAGAIN), or after MAX_FORK_FAILURES in a row, the pool
+ * breaks (the work could not go on). */
 static void spawn(shared_t *sh, wslot_t *s)
 {
     static int failures; /* in a row; this server's own */
@@ -420,7 +441,7 @@ static void spawn(shared_t *sh, wslot_t *s)
     if (pid == 0) worker_main(sh, s);
     if (pid < 0) {
         s->state = SLOT_EMPTY;
-        if (!sh->ready || ++failures >= MAX_FORK_FAILURES) {
+        if (!ld32(&sh->started) || ++failures >= MAX_FORK_FAILURES) {
             sh->broken_status = 0;
             __atomic_store_n(&sh->broken, MPOOL_EWORKER, __ATOMIC_RELEASE);
         }
@@ -476,20 +497,27 @@ static void check_timeouts(shared_t *sh)
             s->seen_rgen = rgen;
             s->seen_at = now;
         } else if (now - s->seen_at >= sh->task_timeout) {
-            kill(s->pid, SIGKILL); /* our unreaped child: the pid is still its own */
+            kill(s->pid, SIGKILL); /* a bare pid is safe here: see server_main */
             s->seen_pos = 0;
         }
     }
 }
 
-__attribute__((noreturn)) static void server_exit(shared_t *sh, int code)
+/* Ends the server of its own accord: workers killed and reaped first, so
+ * that none is left to be re-parented (to a subreaper or PID 1: the
+ * caller). */
+__attribute__((noreturn)) static void server_exit(shared_t *sh)
 {
     for (int k = 0; k < sh->nworkers; k++)
-        if (sh->slots[k].pid) kill(sh->slots[k].pid, SIGKILL);
+        if (sh->slots[k].pid) kill(sh->slots[k].pid, SIGKILL); /* see server_main */
     while (waitpid(-1, NULL, 0) > 0) {
     }
-    notify_parent(sh);
-    _exit(code);
+    __atomic_store_n(&sh->server_done, 1, __ATOMIC_SEQ_CST);
+    /* A wake without moving the event: an exit is no progress (the
+     * parent's crash-loop bound counts events), and the parent reads the
+     * exit itself through the pidfd. */
+    if (__atomic_load_n(&sh->pwait, __ATOMIC_SEQ_CST)) mpool__futex_wake(&sh->event, INT_MAX);
+    _exit(0);
 }
 
 /* One round: start what is missing; true when the server's work is over. */
@@ -513,14 +541,47 @@ static struct timespec server_period(const shared_t *sh)
     return (struct timespec){(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
 }
 
+/* Waits for the parent's hand-off (it holds our pidfd). The parent always
+ * writes it right after the fork; if the parent dies first, PDEATHSIG ends
+ * us, so the bounded naps only guard against a lost wake-up. */
+static void server_await_handoff(shared_t *sh)
+{
+    for (;;) {
+        uint32_t h = ld32(&sh->handoff);
+        if (h == HANDOFF_GO) return;
+        if (h == HANDOFF_ABORT) _exit(0);
+        struct timespec ts = mpool__deadline_min(NULL, 0.1);
+        mpool__futex_wait(&sh->handoff, HANDOFF_WAIT, &ts);
+    }
+}
+
+/* Without inherit_fds, the server (hence every worker) keeps only stdin,
+ * stdout and stderr: it needs no descriptor of its own (shared memory and
+ * signals only), and a caller's pipe must see EOF or EPIPE once the
+ * caller closes its end. */
+static void server_close_fds(const shared_t *sh)
+{
+    if (sh->inherit_fds) return;
+    if (close_range(3, ~0u, 0) == 0) return;
+    long max = sysconf(_SC_OPEN_MAX); /* kernels before 5.9 */
+    for (long fd = 3; fd < (max > 0 && max < 1 << 20 ? max : 1 << 16); fd++) close((int)fd);
+}
+
+/* The server's bare-pid kill and waitpid(-1) are safe, unlike the
+ * parent's: its only children are its workers, SIGCHLD is SIG_DFL here
+ * (whatever the caller set: a handler or SIG_IGN would reap them behind
+ * our back), so a worker's pid stays its own, as a zombie at worst, until
+ * reap() collects it and clears slot.pid in the same step. */
 __attribute__((noreturn)) static void server_main(shared_t *sh)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
-    signal(SIGCHLD, SIG_DFL); /* SIG_IGN would reap workers behind our back */
+    signal(SIGCHLD, SIG_DFL);
     signal(SIGINT, SIG_IGN);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    server_await_handoff(sh);
+    server_close_fds(sh);
     /* Slots left by workers of a server that died: they die with it. */
     for (int k = 0; k < sh->nworkers; k++) {
         wslot_t *s = &sh->slots[k];
@@ -529,8 +590,8 @@ __attribute__((noreturn)) static void server_main(shared_t *sh)
     }
     struct timespec period = server_period(sh);
     for (;;) {
-        if (ld32((const uint32_t *)&sh->broken)) server_exit(sh, 0);
-        if (server_round(sh)) server_exit(sh, 0);
+        if (ld32((const uint32_t *)&sh->broken) || ld32(&sh->stop)) server_exit(sh);
+        if (server_round(sh)) server_exit(sh);
         siginfo_t si;
         sigtimedwait(&set, &si, &period);
         reap(sh);
@@ -540,57 +601,169 @@ __attribute__((noreturn)) static void server_main(shared_t *sh)
 
 /* ---- parent side ---------------------------------------------------------- */
 
+/* The parent signals and waits for the server only through its pidfd: its
+ * bare pid may already belong to another process once someone else (a
+ * SIGCHLD handler, SIG_IGN) reaped it. */
+static int pidfd_signal(int pidfd, int sig)
+{
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* Forks a server and takes a pidfd on it before the hand-off lets it run. */
 static int server_start(local_t *L)
 {
+    shared_t *sh = L->sh;
+    sh->handoff = HANDOFF_WAIT;
+    sh->server_done = 0;
     pid_t pid = mpool__fork(true);
     if (pid < 0) return EAGAIN;
-    if (pid == 0) server_main(L->sh);
+    if (pid == 0) server_main(sh);
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int err = fd < 0 ? errno : 0;
+    __atomic_store_n(&sh->handoff, fd < 0 ? HANDOFF_ABORT : HANDOFF_GO, __ATOMIC_SEQ_CST);
+    mpool__futex_wake(&sh->handoff, 1);
+    if (fd < 0) {
+        /* Until it read ABORT the child could not end by itself: its pid
+         * is still its own, and waiting by pid is safe (EMFILE, say). */
+        siginfo_t si;
+        while (waitid(P_PID, (id_t)pid, &si, WEXITED) != 0 && errno == EINTR) {
+        }
+        return err == ESRCH ? EAGAIN : err;
+    }
     L->server = pid;
-    L->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    L->pidfd = fd;
     return 0;
 }
 
-static bool server_exited(local_t *L)
+/* True once the server has ended, waiting at most `timeout` seconds. */
+static bool server_ended(const local_t *L, double timeout)
 {
-    siginfo_t si;
-    si.si_pid = 0;
-    if (waitid(P_PID, (id_t)L->server, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
-        return errno == ECHILD;
-    return si.si_pid == L->server;
+    double end = mpool__now() + timeout;
+    for (;;) {
+        struct pollfd pfd = {.fd = L->pidfd, .events = POLLIN};
+        double left = end - mpool__now();
+        int r = poll(&pfd, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
+        if (r > 0) return true;
+        if ((r < 0 && errno != EINTR) || left <= 0) return false;
+    }
 }
 
-/* Reaps the server; true when it ended on its own accord (exit 0). */
+/* Collects the ended server; true when it ended of its own accord. Its
+ * status may have been taken by someone else (ECHILD): then server_done
+ * tells. */
 static bool server_reap(local_t *L)
 {
-    int st = 0;
-    pid_t r = waitpid(L->server, &st, 0);
-    if (L->pidfd >= 0) close(L->pidfd);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    int r;
+    while ((r = waitid(P_PIDFD, (id_t)L->pidfd, &si, WEXITED)) != 0 && errno == EINTR) {
+    }
+    close(L->pidfd);
     L->pidfd = -1;
     L->server = 0;
-    return r > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (r == 0 && si.si_pid) return si.si_code == CLD_EXITED && si.si_status == 0;
+    return ld32(&L->sh->server_done) == 1;
+}
+
+/* True if `pid` is a zombie child of ours that started at `start` (the
+ * low 32 bits of /proc's starttime, as in mpool__self()). */
+static bool our_zombie(pid_t pid, uint32_t start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'), st = 0;
+    int ppid = 0;
+    unsigned long long t = 0;
+    if (!p ||
+        sscanf(p + 2,
+               "%c %d %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
+               &st, &ppid, &t) != 3)
+        return false;
+    return st == 'Z' && ppid == getpid() && (uint32_t)t == start;
+}
+
+/* Workers of a server that was killed die by PDEATHSIG and are
+ * re-parented to the nearest subreaper, or PID 1: when that is us, reap
+ * them. Only a zombie that is our child and has the worker's identity is
+ * waited for (by pid: being our unreaped child, it cannot be recycled). */
+static void reap_reparented(shared_t *sh)
+{
+    int sub = 0;
+    if (getpid() != 1 && (prctl(PR_GET_CHILD_SUBREAPER, &sub) != 0 || !sub)) return;
+    for (int k = 0; k < sh->nworkers; k++) {
+        uint64_t id = ld64(&sh->slots[k].ident);
+        pid_t pid = (pid_t)(uint32_t)id;
+        siginfo_t si;
+        if (pid > 0 && our_zombie(pid, (uint32_t)(id >> 32)))
+            waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG);
+    }
 }
 
 static void await_workers(shared_t *sh)
 {
     for (int k = 0; k < sh->nworkers; k++) await_death(ld64(&sh->slots[k].ident));
+    reap_reparented(sh);
 }
 
-/* Notices a dead server: passes on a broken pool, or forks a new server.
- * Under L->lock. */
+/* Stops the server in order (it kills and reaps its workers, so that none
+ * is re-parented to us), with SIGKILL after STOP_GRACE; then collects it
+ * and waits (bounded) until its workers are gone. */
+static void server_stop(local_t *L)
+{
+    if (!L->server) return;
+    __atomic_store_n(&L->sh->stop, 1, __ATOMIC_SEQ_CST);
+    pidfd_signal(L->pidfd, SIGCHLD); /* wakes its sigtimedwait */
+    if (!server_ended(L, STOP_GRACE)) {
+        pidfd_signal(L->pidfd, SIGKILL);
+        if (!server_ended(L, DEATH_TIMEOUT)) { /* unkillable (D state): never hang */
+            close(L->pidfd);
+            L->pidfd = -1;
+            L->server = 0;
+        }
+    }
+    if (L->server) server_reap(L);
+    await_workers(L->sh);
+}
+
+/* Work left that only a server can finish: unclaimed chunks, or ranges and
+ * claims left in the slots of dead workers. */
+static bool work_left(shared_t *sh)
+{
+    if (unclaimed_work(sh)) return true;
+    for (int k = 0; k < sh->nworkers; k++)
+        if (ld64((const uint64_t *)&sh->slots[k].job) || ld32(&sh->slots[k].iflag)) return true;
+    return false;
+}
+
+/* Notices a dead server: passes on a broken pool, or forks a new server
+ * when work is left for it. A server gone after close with nothing left
+ * is never replaced, and replacements in a row without progress are
+ * bounded (MAX_RESTARTS) and spaced (RESTART_GAP): "server gone" must
+ * never turn into a fork loop. Under L->lock. */
 static void health_locked(mpool_pool_t *p)
 {
     local_t *L = p->impl;
     shared_t *sh = L->sh;
-    if (!L->server || !server_exited(L)) return;
+    if (!L->server || !server_ended(L, 0)) return;
     bool clean = server_reap(L);
     int broken = ld32((const uint32_t *)&sh->broken);
     if (!broken && clean && ld32(&sh->closing)) return; /* done: closed and drained */
     await_workers(sh);
+    if (!broken && ld32(&sh->closing) && !work_left(sh)) return;
     /* Work finished since the last replacement: deaths, not a crash loop. */
     if (ld32(&sh->event) != L->event_at_restart) L->restarts = 0;
-    if (!broken && ++L->restarts <= MAX_RESTARTS && server_start(L) == 0) {
-        L->event_at_restart = ld32(&sh->event);
-        return;
+    if (!broken && ++L->restarts <= MAX_RESTARTS) {
+        int gap = L->restarts - 1 < 10 ? L->restarts - 1 : 10;
+        if (gap) usleep((useconds_t)(gap * RESTART_GAP * 1e6));
+        if (server_start(L) == 0) {
+            L->event_at_restart = ld32(&sh->event);
+            return;
+        }
     }
     p->broken_status = broken ? sh->broken_status : SIGKILL;
     __atomic_store_n(&p->broken, broken ? broken : MPOOL_EWORKER, __ATOMIC_RELEASE);
@@ -788,16 +961,14 @@ static int await_ready(mpool_pool_t *p)
     for (;;) {
         uint32_t seen = ld32(&sh->event);
         if (ld32(&sh->ready) >= (uint32_t)sh->nworkers) return 0;
-        if (ld32((const uint32_t *)&sh->broken) || server_exited(L)) break;
+        if (ld32((const uint32_t *)&sh->broken) || server_ended(L, 0)) break;
         struct timespec ts = mpool__deadline_min(NULL, PARENT_NAP);
         __atomic_fetch_add(&sh->pwait, 1, __ATOMIC_SEQ_CST);
         mpool__futex_wait(&sh->event, seen, &ts);
         __atomic_fetch_sub(&sh->pwait, 1, __ATOMIC_SEQ_CST);
     }
     int broken = ld32((const uint32_t *)&sh->broken);
-    kill(L->server, SIGKILL);
-    server_reap(L);
-    await_workers(sh);
+    server_stop(L);
     return broken == MPOOL_ETASK ? MPOOL_ETASK : EAGAIN;
 }
 
@@ -813,8 +984,10 @@ static int local_start(mpool_pool_t *p)
         return ENOMEM;
     }
     p->impl = L;
+    L->sh->inherit_fds = p->opts.inherit_fds;
     int err = server_start(L);
     if (!err) err = await_ready(p);
+    if (!err) __atomic_store_n(&L->sh->started, 1, __ATOMIC_SEQ_CST);
     if (err) {
         mpool_shm_free(L->sh);
         pthread_mutex_destroy(&L->lock);
@@ -844,12 +1017,8 @@ static int local_join(mpool_pool_t *p, const struct timespec *deadline)
         if (mpool__expired(deadline)) return ETIMEDOUT;
         double nap = mpool__remaining(deadline);
         if (nap < 0 || nap > PARENT_NAP) nap = PARENT_NAP;
-        if (pidfd >= 0) {
-            struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-            poll(&pfd, 1, (int)(nap * 1000) + 1);
-        } else {
-            usleep((useconds_t)(nap * 1e6) / 10 + 100);
-        }
+        struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+        poll(&pfd, 1, (int)(nap * 1000) + 1);
     }
 }
 
@@ -857,12 +1026,9 @@ static void local_terminate(mpool_pool_t *p)
 {
     local_t *L = p->impl;
     pthread_mutex_lock(&L->lock);
-    if (L->server) {
-        kill(L->server, SIGKILL); /* unreaped child: the pid is its own */
-        server_reap(L);
-    }
+    server_stop(L);
     pthread_mutex_unlock(&L->lock);
-    await_workers(L->sh); /* they got SIGKILL when the server died */
+    await_workers(L->sh); /* also when the server was gone already */
 }
 
 static void local_destroy(mpool_pool_t *p)

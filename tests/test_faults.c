@@ -7,8 +7,11 @@
 // ctest-timeout: 300
 #include "testutil.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 /* ---- the chaos process ---------------------------------------------------- */
 
@@ -458,8 +461,396 @@ static void exit_in_a_task_is_a_worker_death(void **state)
     mpool_pool_free(pool);
 }
 
-int main(void)
+/* ---- the caller's SIGCHLD policy, subreapers, pid reuse, fork failure ---- */
+
+static int square(const void *in, void *out, void *ctx)
 {
+    (void)ctx;
+    *(long *)out = *(const long *)in * *(const long *)in;
+    return 0;
+}
+
+/* Forks since boot, all processes of the system (/proc/stat "processes"). */
+static long forks_so_far(void)
+{
+    char line[256];
+    long n = -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "processes %ld", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+static void reaping_handler(int sig)
+{
+    (void)sig;
+    int e = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    errno = e;
+}
+
+/* A map, close and join(3 s) under the caller's SIGCHLD policy; 0 when the
+ * join succeeded, nothing is left and the pool did not fork in a loop. */
+static int join_under_sigchld_policy(void *arg)
+{
+    struct sigaction sa = {.sa_flags = SA_RESTART};
+    sa.sa_handler = arg ? reaping_handler : SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL)) return 10;
+    long forks = forks_so_far();
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool) return 11;
+    long in[64], out[64];
+    for (int i = 0; i < 64; i++) in[i] = i;
+    if (mpool_pool_map(pool, square, in, 64, sizeof(long), out, sizeof(long), 0)) return 12;
+    for (int i = 0; i < 64; i++)
+        if (out[i] != (long)i * i) return 13;
+    if (mpool_pool_close(pool)) return 14;
+    double t0 = tu_now();
+    int rc = mpool_pool_join(pool, 3.0);
+    double took = tu_now() - t0;
+    mpool_pool_free(pool);
+    long forked = forks_so_far() - forks;
+    printf("  SIGCHLD %s: join %s in %.3f s, %ld forks in the system meanwhile\n",
+           arg ? "reaped by a handler" : "SIG_IGN", rc ? "failed" : "returned 0", took, forked);
+    fflush(stdout);
+    if (rc) return 15;
+    if (tu_count_children()) return 16;
+    /* Three forks of ours; the rest is the machine's other work. A fork loop
+     * makes thousands a second. */
+    if (forked > 2000) return 17;
+    return 0;
+}
+
+static void join_succeeds_when_sigchld_is_ignored(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(join_under_sigchld_policy, NULL), 30), 0);
+}
+
+static void join_succeeds_under_a_reaping_sigchld_handler(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(join_under_sigchld_policy, (void *)1), 30), 0);
+}
+
+static int slow_square(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    usleep(2000); /* a task that takes a while */
+    return square(in, out, NULL);
+}
+
+/* SIG_IGN, a map running, close, then the fork server SIGKILLed: its exit
+ * status is lost (auto-reaped) and it did not exit cleanly, so the pool
+ * must replace it once, finish the work, and join. */
+static int server_killed_after_close_under_sig_ign(void *arg)
+{
+    (void)arg;
+    signal(SIGCHLD, SIG_IGN);
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool) return 10;
+    pid_t server = 0;
+    if (tu_children(getpid(), true, &server, 1) != 1) return 11;
+    static long in[400], out[400];
+    for (int i = 0; i < 400; i++) in[i] = i;
+    mpool_async_t *a =
+        mpool_pool_map_async(pool, slow_square, in, 400, sizeof(long), out, sizeof(long), 10);
+    if (!a) return 12;
+    mpool_pool_close(pool);
+    kill(server, SIGKILL); /* the test's own child, not yet exited: its pid */
+    int rc = mpool_async_get(a, 30);
+    if (rc != 0 && rc != MPOOL_EWORKER) return 13; /* items running at the kill fail */
+    size_t failed = 0;                             /* at most the two items running at the kill */
+    for (int i = 0; i < 400; i++) failed += out[i] != (long)i * i;
+    if ((rc == 0 && failed) || failed > 2) return 14;
+    if (mpool_pool_join(pool, 10) != 0) return 16;
+    mpool_async_free(a);
+    mpool_pool_free(pool);
+    return tu_count_children() ? 17 : 0;
+}
+
+static void join_after_server_killed_with_sigchld_ignored(void **state)
+{
+    (void)state;
+    assert_int_equal(tu_wait(tu_fork(server_killed_after_close_under_sig_ign, NULL), 60), 0);
+}
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    pause(); /* killed by the test */
+    return 0;
+}
+
+/* Forks a sleeper that gets pid `want` (through ns_last_pid); 0 if the
+ * pid went to someone else (the machine forks too) or cannot be steered. */
+static pid_t fork_with_pid(pid_t want)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "w");
+        if (!f) return 0;
+        fprintf(f, "%d", (int)want - 1);
+        if (fclose(f)) return 0;
+        pid_t pid = tu_fork(sleeper, NULL);
+        if (pid == want) return pid;
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    return 0;
+}
+
+/* With SIGCHLD ignored the fork server is reaped as soon as it exits after
+ * close; its pid is handed to a new process; free must not touch it. */
+static int free_after_pid_reuse(void *arg)
+{
+    (void)arg;
+    signal(SIGCHLD, SIG_IGN);
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool) return 10;
+    pid_t server = 0;
+    if (tu_children(getpid(), true, &server, 1) != 1) return 11;
+    int pidfd = (int)syscall(SYS_pidfd_open, server, 0);
+    if (pidfd < 0) return 12;
+    long in[8] = {0}, out[8];
+    if (mpool_pool_map(pool, square, in, 8, sizeof(long), out, sizeof(long), 1)) return 13;
+    mpool_pool_close(pool);
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 10000) != 1) return 14; /* the server exits by itself */
+    close(pidfd);
+    signal(SIGCHLD, SIG_DFL); /* the sleeper is reaped by this test */
+    pid_t other = fork_with_pid(server);
+    if (!other) return 99; /* could not recycle the pid: skipped */
+    mpool_pool_free(pool);
+    int st;
+    pid_t r = waitpid(other, &st, WNOHANG);
+    kill(other, SIGKILL);
+    waitpid(other, NULL, 0);
+    return r == 0 ? 0 : 15; /* 0: the sleeper was still alive after free */
+}
+
+static void free_spares_a_process_that_reused_the_server_pid(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(free_after_pid_reuse, NULL), 30);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+/* As an unprivileged user with RLIMIT_NPROC 3: the fork server and a first
+ * worker start, the next worker's fork fails. pool_new must say EAGAIN at
+ * once and leave nothing behind. */
+static int new_under_nproc_limit(void *arg)
+{
+    (void)arg;
+    if (setgid(65534) || setuid(65534)) return 99;
+    struct rlimit rl = {3, 3};
+    if (setrlimit(RLIMIT_NPROC, &rl)) return 99;
+    mpool_pool_opts_t o = {.processes = 4};
+    double t0 = tu_now();
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    int err = errno;
+    double took = tu_now() - t0;
+    printf("  pool_new, 4 workers, RLIMIT_NPROC 3: %s after %.3f s\n",
+           pool ? "succeeded" : strerror(err), took);
+    fflush(stdout);
+    if (pool) return 10;
+    if (err != EAGAIN) return 11;
+    if (took > 3.0 * tu_slack()) return 12;
+    if (tu_count_children()) return 13;
+    return 0;
+}
+
+static void pool_new_fails_promptly_when_a_worker_fork_fails(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) skip();
+    int rc = tu_wait(tu_fork(new_under_nproc_limit, NULL), 60);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+/* Zombie children of ours (anything left by the pool), sampled over
+ * `seconds`: the most seen at once. */
+static int zombies_over(double seconds)
+{
+    int most = 0;
+    for (double end = tu_now() + seconds;;) {
+        int n = tu_count_children();
+        if (n > most) most = n;
+        if (tu_now() > end) return most;
+        usleep(10000); /* sampling: re-parenting has no event to wait on */
+    }
+}
+
+/* As a child subreaper: free leaves no zombie, neither after an orderly
+ * free nor after the fork server was killed from outside. */
+static int free_as_subreaper(void *arg)
+{
+    (void)arg;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1)) return 99;
+    long in[32] = {0}, out[32];
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool) return 10;
+    if (mpool_pool_map(pool, square, in, 32, sizeof(long), out, sizeof(long), 1)) return 11;
+    mpool_pool_free(pool);
+    int left = zombies_over(0.3);
+    printf("  subreaper, free: %d processes left\n", left);
+    fflush(stdout);
+    if (left) return 12;
+    /* The server killed from outside: its workers come to us. */
+    if (!(pool = mpool_pool_new(&o))) return 13;
+    pid_t server = 0;
+    if (tu_children(getpid(), true, &server, 1) != 1) return 14;
+    kill(server, SIGKILL);
+    if (mpool_pool_map(pool, square, in, 32, sizeof(long), out, sizeof(long), 1)) return 15;
+    mpool_pool_free(pool);
+    left = zombies_over(0.3);
+    printf("  subreaper, server killed, then free: %d processes left\n", left);
+    fflush(stdout);
+    return left ? 16 : 0;
+}
+
+static void free_leaves_no_zombie_for_a_subreaper(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(free_as_subreaper, NULL), 60);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+/* With the descriptor table full, the fork succeeds but pidfd_open does
+ * not: pool_new fails with EMFILE (a server it could only track by a bare
+ * pid is not started) and leaves nothing behind. */
+static int new_with_full_fd_table(void *arg)
+{
+    (void)arg;
+    mpool_shm_free(mpool_shm_alloc(1)); /* the heap is ready before the table fills */
+    struct rlimit rl = {64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) return 99;
+    int last = -1;
+    for (int fd; (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) last = fd;
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    int err = errno;
+    if (pool) return 10;
+    if (err != EMFILE) return 11;
+    close(last); /* room to read /proc */
+    if (tu_count_children()) return 12;
+    return 0;
+}
+
+static void pool_new_fails_with_emfile_when_no_pidfd_can_be_had(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(new_with_full_fd_table, NULL), 30);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+static int sleeps(const void *in, void *out, void *ctx)
+{
+    (void)in;
+    (void)out;
+    mpool_sem_release(ctx); /* "running" */
+    sleep(30);              /* killed by free long before */
+    return 0;
+}
+
+/* free of a pool whose workers are all busy: prompt, and nothing is left,
+ * as a subreaper too. */
+static int free_busy_as_subreaper(void *arg)
+{
+    (void)arg;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1)) return 99;
+    mpool_sem_t *running = mpool_sem_new(0);
+    mpool_pool_opts_t o = {.processes = 4, .ctx = running};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    if (!pool || !running) return 10;
+    long in[4] = {0}, out[4];
+    mpool_async_t *a =
+        mpool_pool_map_async(pool, sleeps, in, 4, sizeof(long), out, sizeof(long), 1);
+    if (!a) return 11;
+    for (int k = 0; k < 4; k++)
+        if (mpool_sem_acquire(running, 10)) return 14;
+    double t0 = tu_now();
+    mpool_pool_free(pool);
+    double took = tu_now() - t0;
+    int left = zombies_over(0.3);
+    printf("  free of 4 busy workers: %.3f s, %d processes left\n", took, left);
+    fflush(stdout);
+    mpool_sem_free(running);
+    if (took > 2.0 * tu_slack()) return 12;
+    return left ? 13 : 0;
+}
+
+static void free_of_busy_workers_is_prompt_and_complete(void **state)
+{
+    (void)state;
+    int rc = tu_wait(tu_fork(free_busy_as_subreaper, NULL), 60);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
+/* ---- descriptors the caller had at pool_new --------------------------------- */
+
+static int inherited_fd = -1;
+
+static int write_inherited(const void *in, void *out, void *ctx)
+{
+    (void)in;
+    (void)out;
+    (void)ctx;
+    return write(inherited_fd, "w", 1) == 1 ? 0 : 1;
+}
+
+static void pool_closes_the_callers_descriptors_by_default(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0); /* not close-on-exec: the case at hand */
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    assert_non_null(pool);
+    close(fds[1]);
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, (int)(5000 * tu_slack())), 1); /* EOF while the pool lives */
+    char c;
+    assert_int_equal(read(fds[0], &c, 1), 0);
+    mpool_pool_free(pool);
+    close(fds[0]);
+}
+
+static void pool_keeps_the_callers_descriptors_with_inherit_fds(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    inherited_fd = fds[1];
+    mpool_pool_opts_t o = {.processes = 2, .inherit_fds = true};
+    mpool_pool_t *pool = mpool_pool_new(&o);
+    assert_non_null(pool);
+    assert_int_equal(mpool_pool_apply(pool, write_inherited, NULL, 0, NULL, 0), 0);
+    char c;
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    assert_int_equal(c, 'w');
+    mpool_pool_free(pool);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* e.g. "*subreaper*" */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pool_survives_random_kills),
         cmocka_unit_test(queue_survives_random_kills),
@@ -468,6 +859,16 @@ int main(void)
         cmocka_unit_test(sigterm_to_parent_leaves_no_orphan),
         cmocka_unit_test(sigkill_to_parent_leaves_no_orphan),
         cmocka_unit_test(exit_in_a_task_is_a_worker_death),
+        cmocka_unit_test(join_succeeds_when_sigchld_is_ignored),
+        cmocka_unit_test(join_succeeds_under_a_reaping_sigchld_handler),
+        cmocka_unit_test(join_after_server_killed_with_sigchld_ignored),
+        cmocka_unit_test(free_spares_a_process_that_reused_the_server_pid),
+        cmocka_unit_test(pool_new_fails_promptly_when_a_worker_fork_fails),
+        cmocka_unit_test(free_leaves_no_zombie_for_a_subreaper),
+        cmocka_unit_test(pool_new_fails_with_emfile_when_no_pidfd_can_be_had),
+        cmocka_unit_test(free_of_busy_workers_is_prompt_and_complete),
+        cmocka_unit_test(pool_closes_the_callers_descriptors_by_default),
+        cmocka_unit_test(pool_keeps_the_callers_descriptors_with_inherit_fds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

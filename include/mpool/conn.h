@@ -5,7 +5,10 @@
  * MPOOL_MSG_MAX; it arrives whole, never cut or merged with another, however
  * the socket buffers split it. Make the pipe before forking; each process
  * then uses (and closes) the endpoint it needs. Descriptors are close-on-exec.
- * The process is never killed by SIGPIPE.
+ * The process is never killed by SIGPIPE. A pool's helper processes do not
+ * hold endpoints made before mpool_pool_new (unless its opts.inherit_fds is
+ * true): closing an endpoint still gives the peer EOF or EPIPE while a pool
+ * lives (since 1.1; before, the pool's processes kept every descriptor).
  *
  * An endpoint is used by one thread at a time (as in Python): two threads
  * sending on one endpoint at once may interleave their messages.

@@ -36,6 +36,12 @@
  * 50 ms), forks a new one, and the items that were running fail with
  * MPOOL_EWORKER (status SIGKILL); everything else completes.
  *
+ * The caller's SIGCHLD disposition does not matter (default, SIG_IGN, or a
+ * handler that reaps every child): the pool waits for and signals its fork
+ * server only through a pidfd, never by a bare pid that may have been reaped
+ * and reused, and its helpers reap their own children. A caller that is a
+ * child subreaper or PID 1 is left no zombie either.
+ *
  * A pool is used from the process that created it (any of its threads). Its
  * helper processes die with the *thread* that created the pool (or that
  * last replaced the fork server): create pools from a thread that outlives
@@ -67,6 +73,14 @@ typedef struct {
     double task_timeout;       /* > 0: a task running longer has its worker killed and
                                   fails with MPOOL_EWORKER (status SIGKILL) */
     void *ctx;                 /* handed to every task; must be valid in the workers */
+    /* false (the default): the fork server, hence every worker, closes every
+     * descriptor but 0, 1 and 2 that the caller had open at mpool_pool_new,
+     * so that a pipe or socket made before the pool still sees EOF or EPIPE
+     * when the caller closes its end. true: workers keep them all (as
+     * Python's fork start method does), for tasks or initializers that use
+     * a descriptor opened before the pool. New in 1.1 (last field: zero-
+     * or designated-initialized opts keep compiling and get the default). */
+    bool inherit_fds;
 } mpool_pool_opts_t;
 
 typedef struct {
@@ -78,7 +92,9 @@ typedef struct {
 
 /* Starts a pool and waits until every worker ran its initializer. `opts` may
  * be NULL (defaults). Returns NULL with errno: EINVAL (processes < 0,
- * task_timeout < 0), ENOMEM, EAGAIN (fork failed), or MPOOL_ETASK when the
+ * task_timeout < 0), ENOMEM, EAGAIN (a fork failed: of the server or of any
+ * worker, reported at once, with nothing left behind), EMFILE or ENFILE (no
+ * descriptor for the server's pidfd), or MPOOL_ETASK when the
  * initializer failed (returned non-zero, or its worker died) in a worker.
  * Should a replacement worker's initializer fail later, the pool breaks
  * instead of respawning in a loop: unfinished items fail with MPOOL_ETASK
@@ -169,7 +185,9 @@ MPOOL_API int mpool_pool_join(mpool_pool_t *p, double timeout);
  * ECANCELED. Returns 0 (also when called twice). Returns promptly. */
 MPOOL_API int mpool_pool_terminate(mpool_pool_t *p);
 
-/* Frees the pool, terminating it if it still runs. Leaves no process, zombie
+/* Frees the pool, terminating it if it still runs (the fork server is asked
+ * to kill and reap its workers, and is killed if it has not within 1 s).
+ * Signals no process but the pool's own. Leaves no process, zombie
  * or descriptor behind. Asyncs and iterators of the pool must not be used
  * after (free them before or after; their memory is released here if not).
  * NULL is accepted. */
