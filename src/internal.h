@@ -8,10 +8,7 @@
 #include <time.h>
 #include <sys/types.h>
 
-#define MPOOL_CACHELINE   64
-#define MPOOL_ALIGNED     __attribute__((aligned(MPOOL_CACHELINE)))
-#define MPOOL_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define MPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#include "arch.h" /* cache line, spin hint, byte order */
 
 /* ---- time ---------------------------------------------------------------
  * Waits use absolute CLOCK_MONOTONIC deadlines so that wake-ups and EINTR
@@ -71,10 +68,5 @@ __attribute__((noreturn)) void mpool__child_exit(int code);
 /* Parses a size like "512M", "2G", "65536" (K, M, G, T suffixes, powers of
  * 1024). Returns false on anything else or overflow. */
 bool mpool__parse_size(const char *s, size_t *out);
-
-static inline void mpool__cpu_relax(void)
-{
-    __builtin_ia32_pause();
-}
 
 #endif
