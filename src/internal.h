@@ -8,10 +8,7 @@
 #include <time.h>
 #include <sys/types.h>
 
-#define MPOOL_CACHELINE   64
-#define MPOOL_ALIGNED     __attribute__((aligned(MPOOL_CACHELINE)))
-#define MPOOL_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define MPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#include "arch.h" /* cache line, spin hint, byte order */
 
 /* ---- time ---------------------------------------------------------------
  * Waits use absolute CLOCK_MONOTONIC deadlines so that wake-ups and EINTR
@@ -92,12 +89,5 @@ extern uint32_t *mpool__exit_word;
 /* Ends a child the library forked: flush stdio, record the code in the exit
  * word if there is one, then _exit(code). */
 __attribute__((noreturn)) void mpool__child_exit(int code);
-
-/* ---- misc ---------------------------------------------------------------- */
-
-static inline void mpool__cpu_relax(void)
-{
-    __builtin_ia32_pause();
-}
 
 #endif
