@@ -10,9 +10,15 @@
  * signals never reach a recycled pid.
  *
  * A process that is not a daemon is not waited for automatically: join it
- * (or free it after it ended) so no zombie is left. If the program sets
- * SIGCHLD to SIG_IGN, the kernel reaps children itself and exit codes are
- * lost (exitcode then reports -SIGKILL for a child that vanished).
+ * (or free it after it ended) so no zombie is left. If the program ignores
+ * SIGCHLD or reaps children itself, exitcode still reports the code the
+ * target returned; for a child killed by a signal, or one whose target called
+ * exit() itself, it reports -SIGKILL, because the real status went to
+ * whoever reaped it.
+ *
+ * The library keeps one descriptor (a close-on-exec memfd) open from load
+ * time, so that a thread's identity can be read even when the descriptor
+ * table is full.
  */
 #ifndef MPOOL_PROCESS_H
 #define MPOOL_PROCESS_H
@@ -42,8 +48,10 @@ typedef struct {
 MPOOL_API mpool_process_t *mpool_process_new(mpool_target_fn target, void *arg,
                                              const mpool_process_opts_t *opts);
 
-/* Forks the child, which runs target(arg). Returns 0, EINVAL if started
- * already, or the errno of fork (EAGAIN, ENOMEM). Does not block. */
+/* Forks the child, which runs target(arg) once the parent holds its pidfd.
+ * Returns 0, EINVAL if started already, EMFILE or ENFILE if no descriptor is
+ * free for the pidfd (checked before forking: no child is left behind), or
+ * the errno of fork (EAGAIN, ENOMEM). Does not block beyond the fork. */
 MPOOL_API int mpool_process_start(mpool_process_t *p);
 
 /* Waits until the process has ended and reaps it. Returns 0 once it has
