@@ -5,7 +5,10 @@
 #   ./dev.sh test       build and run every test (ctest)
 #   ./dev.sh sanitize   the same tests built with ASan + UBSan
 #   ./dev.sh install-check  install to a temporary prefix and build a small
-#                       program against it with pkg-config and find_package
+#                       program against it with pkg-config and find_package;
+#                       then the export check below on the installed libraries
+#   ./dev.sh exports    what libmpool.so and libmpool_mpi.so export is exactly
+#                       the MPOOL_API functions of include/ (src/libmpool.map)
 #   ./dev.sh valgrind   the core tests under valgrind memcheck
 #   ./dev.sh fuzz [SECONDS]  the libFuzzer harnesses (clang), 60 s each by default
 #   ./dev.sh bench      run every benchmark side by side (bench/run.py)
@@ -134,13 +137,75 @@ CM
         $(PKG_CONFIG_PATH=$libdir pkg-config --cflags --libs mpool)
     LD_LIBRARY_PATH=$(dirname "$libdir") "$tmp/app/hello-pc"
     echo "install-check: exported symbols"
-    local bad
-    bad=$(nm -D --defined-only "$tmp/prefix"/lib*/libmpool.so | awk '{print $3}' | grep -v '^mpool_' || true)
-    if [ -n "$bad" ]; then
-        echo "install-check: symbols outside the mpool_ API are exported:" $bad >&2
-        return 1
+    local mpi
+    mpi=$(find "$tmp/prefix" -name libmpool_mpi.so | head -1)
+    check_exports "$(find "$tmp/prefix" -name libmpool.so | head -1)" "$mpi"
+}
+
+# The functions declared MPOOL_API in the given headers, one a line, sorted.
+api_functions() {
+    local f
+    for f in "$@"; do
+        tr '\n' ' ' <"$f"
+        echo
+    done | grep -oE 'MPOOL_API[^;{}]*;' |
+        sed -nE 's/^MPOOL_API[^(]*[^a-z0-9_](mpool_[a-z0-9_]+)[[:space:]]*\(.*/\1/p' | sort -u
+}
+
+# check_exports <libmpool.so> [<libmpool_mpi.so>]: the symbols each library
+# exports in its public version nodes (any node but *_PRIVATE) are exactly
+# the MPOOL_API functions of its headers (mpi.h for libmpool_mpi, the others
+# for libmpool); no mpool__ name is public; the private node (libmpool's
+# MPOOL_PRIVATE, the backend seam) holds only mpool__ names; nothing is
+# exported without a version. See src/libmpool.map.
+check_exports() {
+    local lib=$1 mpi=${2:-} rc=0
+    local -a core=() h
+    for h in include/mpool/*.h; do [ "$h" = include/mpool/mpi.h ] || core+=("$h"); done
+    check_lib_exports "$lib" MPOOL_PRIVATE "${core[@]}" || rc=1
+    if [ -n "$mpi" ]; then
+        check_lib_exports "$mpi" "" include/mpool/mpi.h || rc=1
     fi
-    echo "install-check: only mpool_* symbols exported; OK"
+    return $rc
+}
+
+check_lib_exports() { # <lib> <private node or ""> <headers...>
+    local lib=$1 private=$2 name
+    shift 2
+    local syms want got bad=""
+    syms=$(nm -D --defined-only --with-symbol-versions "$lib" | awk '$2 != "A" {print $3}')
+    want=$(api_functions "$@")
+    got=$(grep -E '@@?[A-Z0-9_.]+$' <<<"$syms" | grep -vE '@@?[A-Z0-9_.]*_PRIVATE$' | sed 's/@.*//' | sort -u)
+    if [ "$want" != "$got" ]; then
+        bad=1
+        echo "exports: $(basename "$lib"): public nodes differ from MPOOL_API in $*:" >&2
+        diff <(echo "$want") <(echo "$got") | grep -v '^[<>] *$' | sed -n 's/^</  declared, not exported:/p; s/^>/  exported, not declared:/p' >&2
+    fi
+    name=$(grep '^mpool__' <<<"$got" || true)
+    [ -z "$name" ] || { bad=1; echo "exports: internal names in a public node:" $name >&2; }
+    name=$(grep -vE '@@?[A-Z0-9_.]+$' <<<"$syms" || true)
+    [ -z "$name" ] || { bad=1; echo "exports: unversioned symbols:" $name >&2; }
+    local priv
+    priv=$(grep -E '@@?[A-Z0-9_.]*_PRIVATE$' <<<"$syms" | sed 's/@.*//' | sort -u)
+    if [ -n "$priv" ] && [ -z "$private" ]; then
+        bad=1
+        echo "exports: $(basename "$lib") has no private node, but exports:" $priv >&2
+    fi
+    name=$(grep -v '^mpool__' <<<"$priv" || true)
+    [ -z "$name" ] || { bad=1; echo "exports: non-mpool__ names in the private node:" $name >&2; }
+    [ -z "$bad" ] || return 1
+    echo "exports: $(basename "$lib"): $(wc -l <<<"$got") public = MPOOL_API of $# header(s)," \
+        "$(grep -c . <<<"$priv" || true) in ${private:-no private node}; OK"
+}
+
+# ./dev.sh exports: builds the libraries and checks what they export.
+exports() {
+    need_build_tools
+    want_mpi
+    configure build-exports -DMPOOL_BUILD_TESTS=OFF -DMPOOL_BUILD_EXAMPLES=OFF -DMPOOL_BUILD_BENCH=OFF
+    local mpi=""
+    [ -e build-exports/libmpool_mpi.so ] && mpi=build-exports/libmpool_mpi.so
+    check_exports build-exports/libmpool.so "$mpi"
 }
 
 # valgrind 3.19 (Debian 12) does not know pidfd_open, which processes and
@@ -194,6 +259,7 @@ demos) demos ;;
 test) run_tests build-test ;;
 sanitize) ASAN_OPTIONS=detect_leaks=1 run_tests build-asan -DMPOOL_SANITIZE=address,undefined ;;
 install-check) install_check ;;
+exports) exports ;;
 valgrind) run_valgrind ;;
 fuzz) run_fuzz "${2:-60}" ;;
 bench)
@@ -202,7 +268,7 @@ bench)
     python3 bench/run.py "$@"
     ;;
 *)
-    sed -n '2,14p' "$0"
+    sed -n '2,17p' "$0"
     exit 2
     ;;
 esac

@@ -10,19 +10,23 @@
 
 #include "arch.h" /* cache line, spin hint, byte order */
 
+/* Exported in libmpool.so's MPOOL_PRIVATE version node (src/libmpool.map)
+ * for libmpool_mpi, which is a library of its own: not API. */
+#define MPOOL__PRIVATE __attribute__((visibility("default")))
+
 /* ---- time ---------------------------------------------------------------
  * Waits use absolute CLOCK_MONOTONIC deadlines so that wake-ups and EINTR
  * never stretch a timeout. */
 
 /* Now on CLOCK_MONOTONIC, in seconds. */
-double mpool__now(void);
+MPOOL__PRIVATE double mpool__now(void);
 
 /* Converts a public timeout (negative = forever) into an absolute deadline.
  * Returns false for "forever" (and leaves *ts unset). */
 bool mpool__deadline(double timeout, struct timespec *ts);
 
 /* The earlier of a deadline (NULL = none) and now + `seconds`. */
-struct timespec mpool__deadline_min(const struct timespec *deadline, double seconds);
+MPOOL__PRIVATE struct timespec mpool__deadline_min(const struct timespec *deadline, double seconds);
 
 /* True once an absolute deadline (NULL = never) has passed. */
 bool mpool__expired(const struct timespec *deadline);
