@@ -31,6 +31,10 @@
 
 #include <mpool/pool.h>
 
+#ifndef MPOOL__PRIVATE /* as in internal.h, which MPI files do not include */
+#define MPOOL__PRIVATE __attribute__((visibility("default")))
+#endif
+
 /* Failure reporting is reserved with the job, when the call is accepted
  * (a call that cannot have it fails with ENOMEM then): a failure is never
  * lost to a later allocation, and never reads as a success.
@@ -109,24 +113,25 @@ static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
     return (hi > j->n ? j->n : hi) - lo;
 }
 
-/* The functions below are exported (MPOOL_API) although internal, so that
- * a backend built as a library of its own (libmpool_mpi) can use them; they
- * are not part of the public API. */
+/* The functions below are exported although internal, so that a backend
+ * built as a library of its own (libmpool_mpi) can use them: the linker
+ * version script (src/libmpool.map) puts them in the MPOOL_PRIVATE node,
+ * never in the public MPOOL_1.0 node, and dev.sh's export check holds it. */
 
 /* Records that item i failed with (code, status): code MPOOL_ETASK,
  * MPOOL_EWORKER or ECANCELED. Safe from any process; one process at a time
  * per chunk, in the order the chunk's items run (see cfail). Never fails:
  * the records were reserved with the job. The caller then stores
  * chunk_done as usual. */
-MPOOL_API void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
+MPOOL__PRIVATE void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
 
 /* Counts a finished chunk in the completion hint; the last one sets
  * done_word and wakes its waiters. Call before the chunk_done store. */
-MPOOL_API void mpool__job_count_chunk(mpool__job_t *j);
+MPOOL__PRIVATE void mpool__job_count_chunk(mpool__job_t *j);
 
 /* Marks every unfinished item of the job as failed with (code, status) and
  * the job complete. Only when no worker can still touch the job. */
-MPOOL_API void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
+MPOOL__PRIVATE void mpool__job_fail_rest(mpool__job_t *j, int code, int status);
 
 /* For the front end (src/pool.c), not exported. */
 
@@ -179,8 +184,8 @@ extern const mpool__pool_ops_t mpool__pool_local_ops;
 /* mpool_pool_new with another backend: validates opts (processes 0 becomes
  * mpool_cpu_count()), then calls ops->start. Every public mpool_pool_*,
  * mpool_async_* and mpool_iter_* function then works on the result. */
-MPOOL_API mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops,
-                                             const mpool_pool_opts_t *opts);
+MPOOL__PRIVATE mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops,
+                                                  const mpool_pool_opts_t *opts);
 
 enum { MPOOL__POOL_RUNNING, MPOOL__POOL_CLOSED, MPOOL__POOL_TERMINATED };
 
