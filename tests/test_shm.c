@@ -234,7 +234,10 @@ static void freed_large_blocks_give_memory_back(void **state)
 /* Runs this test program again with MPOOL_SHM_SIZE = value (NULL: unset)
  * and "--probe", which prints the reservation and the size status: the
  * heap is reserved when the library loads, so only a fresh program reads
- * the variable. */
+ * the variable. The program is named by argv[0], not /proc/self/exe, which
+ * names valgrind when the tests run under it. */
+static const char *self_path;
+
 static bool probe(const char *value, size_t *reserved, int *status)
 {
     int fds[2];
@@ -247,7 +250,7 @@ static bool probe(const char *value, size_t *reserved, int *status)
             setenv("MPOOL_SHM_SIZE", value, 1);
         else
             unsetenv("MPOOL_SHM_SIZE");
-        execl("/proc/self/exe", "test_shm", "--probe", (char *)NULL);
+        execl(self_path, "test_shm", "--probe", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -305,6 +308,7 @@ static void shm_size_rules_are_exact(void **state)
 
 int main(int argc, char **argv)
 {
+    self_path = argv[0];
     if (argc > 1 && strcmp(argv[1], "--probe") == 0) {
         size_t reserved;
         mpool_shm_stats(&reserved, NULL);
