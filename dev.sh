@@ -222,7 +222,7 @@ run_valgrind() {
     for t in $VALGRIND_TESTS; do
         [ -x "build-valgrind/$t" ] || continue
         echo "valgrind: $t"
-        MPOOL_TEST_SLACK=20 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+        MPOOL_UNDER_VALGRIND=1 MPOOL_TEST_SLACK=20 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
             "build-valgrind/$t" >"build-valgrind/$t.valgrind.log" 2>&1 || {
             tail -40 "build-valgrind/$t.valgrind.log" >&2
             return 1

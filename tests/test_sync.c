@@ -439,6 +439,9 @@ static int child_emfile(void *arg)
 static void test_lock_identity_emfile(void **state)
 {
     (void)state;
+    /* valgrind keeps descriptors of its own past the limit, so a full table
+     * does not mean the same there; ASan and the plain run cover this. */
+    if (getenv("MPOOL_UNDER_VALGRIND")) skip();
     emfile_t *e = mpool_shm_alloc(sizeof *e);
     e->lock = mpool_lock_new();
     e->tried = mpool_event_new();
