@@ -196,7 +196,7 @@ static void test_close_wakes_getters(void **state)
     double t0 = tu_now();
     mpool_queue_close(q);
     for (int i = 0; i < 3; i++) assert_int_equal(tu_wait(kids[i], 10.0), 0);
-    assert_true(tu_now() - t0 < 5.0);
+    assert_true(tu_now() - t0 < 5.0 * tu_slack());
     mpool_queue_close(q); /* idempotent */
     mpool_queue_free(q);
 }
@@ -504,6 +504,9 @@ static int poll_queue(double timeout, void *buf, double *took)
 static void test_pollers_pass_dead_holder(void **state)
 {
     (void)state;
+    /* The holder dies by a deliberate fault inside put, which memcheck
+     * reports and turns into an exit code: plain and ASan runs cover it. */
+    if (getenv("MPOOL_UNDER_VALGRIND")) skip();
     const double timeouts[] = {0.004, 0};
     for (int i = 0; i < 2; i++) {
         q = mpool_queue_new(4, 8);
