@@ -637,12 +637,19 @@ static int free_after_pid_reuse(void *arg)
     return r == 0 ? 0 : 15; /* 0: the sleeper was still alive after free */
 }
 
+/* Runs fn in a forked child (timeout in seconds): its exit code 99 means
+ * "cannot be set up here" (skip), anything but 0 fails the test. */
+static void in_child(int (*fn)(void *), double timeout)
+{
+    int rc = tu_wait(tu_fork(fn, NULL), timeout);
+    if (rc == 99) skip();
+    assert_int_equal(rc, 0);
+}
+
 static void free_spares_a_process_that_reused_the_server_pid(void **state)
 {
     (void)state;
-    int rc = tu_wait(tu_fork(free_after_pid_reuse, NULL), 30);
-    if (rc == 99) skip();
-    assert_int_equal(rc, 0);
+    in_child(free_after_pid_reuse, 30);
 }
 
 /* As an unprivileged user with RLIMIT_NPROC 3: the fork server and a first
@@ -673,9 +680,7 @@ static void pool_new_fails_promptly_when_a_worker_fork_fails(void **state)
 {
     (void)state;
     if (geteuid() != 0) skip();
-    int rc = tu_wait(tu_fork(new_under_nproc_limit, NULL), 60);
-    if (rc == 99) skip();
-    assert_int_equal(rc, 0);
+    in_child(new_under_nproc_limit, 60);
 }
 
 /* Zombie children of ours (anything left by the pool), sampled over
@@ -726,9 +731,7 @@ static int free_as_subreaper(void *arg)
 static void free_leaves_no_zombie_for_a_subreaper(void **state)
 {
     (void)state;
-    int rc = tu_wait(tu_fork(free_as_subreaper, NULL), 60);
-    if (rc == 99) skip();
-    assert_int_equal(rc, 0);
+    in_child(free_as_subreaper, 60);
 }
 
 /* With the descriptor table full, the fork succeeds but pidfd_open does
@@ -755,9 +758,7 @@ static int new_with_full_fd_table(void *arg)
 static void pool_new_fails_with_emfile_when_no_pidfd_can_be_had(void **state)
 {
     (void)state;
-    int rc = tu_wait(tu_fork(new_with_full_fd_table, NULL), 30);
-    if (rc == 99) skip();
-    assert_int_equal(rc, 0);
+    in_child(new_with_full_fd_table, 30);
 }
 
 static int sleeps(const void *in, void *out, void *ctx)
@@ -799,9 +800,7 @@ static int free_busy_as_subreaper(void *arg)
 static void free_of_busy_workers_is_prompt_and_complete(void **state)
 {
     (void)state;
-    int rc = tu_wait(tu_fork(free_busy_as_subreaper, NULL), 60);
-    if (rc == 99) skip();
-    assert_int_equal(rc, 0);
+    in_child(free_busy_as_subreaper, 60);
 }
 
 /* ---- descriptors the caller had at pool_new --------------------------------- */
