@@ -204,6 +204,14 @@ struct mpool_pool {
     /* Serializes submissions, `live` and state changes between the
      * caller's threads (waits run without it). */
     pthread_mutex_t lock;
+    /* Calls in flight and the free that waits for them (src/pool.c,
+     * pool_enter). users: raised by each public call on entry, lowered on
+     * return, by the caller's threads. freeing: 0, then 1 once
+     * mpool_pool_free started (never back). idle: free sleeps on it, under
+     * `lock`, until users is 0. */
+    unsigned users;
+    bool freeing;
+    pthread_cond_t idle;
     /* Staging blocks kept for reuse (under `lock`): a freed large shared
      * block gives its pages back, and faulting them in again in the parent
      * and in every worker costs more than the copy itself. */
