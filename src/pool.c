@@ -6,7 +6,8 @@
  * (the caller's `out` when it lies in the shared heap, else a staging block
  * copied into `out` once the whole job is done), and one progress word per
  * chunk. The backend (ops table) runs the chunks; this file only watches the
- * progress words, hands out results and failures, and orders iterators.
+ * progress words and hands out results and failures (iterators:
+ * src/pool_iter.c).
  */
 #include <mpool/pool.h>
 #include <mpool/shm.h>
@@ -16,7 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "pool_backend.h"
+#include "pool_front.h"
 
 /* ---- callers in flight ---------------------------------------------------- */
 
@@ -28,7 +29,7 @@
  * done) and leaves. The count and the flag form Dekker's pattern (seq_cst
  * on both sides): a call entering sees `freeing`, or free sees its count.
  * A call that sees `freeing` on entry touches nothing more and fails. */
-static void pool_leave(mpool_pool_t *p)
+void mpool__pool_leave(mpool_pool_t *p)
 {
     if (!__atomic_load_n(&p->freeing, __ATOMIC_SEQ_CST)) {
         /* free, if it starts now, polls the count (FREE_POLL): no wake-up
@@ -42,11 +43,11 @@ static void pool_leave(mpool_pool_t *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-static bool pool_enter(mpool_pool_t *p)
+bool mpool__pool_enter(mpool_pool_t *p)
 {
     __atomic_add_fetch(&p->users, 1, __ATOMIC_SEQ_CST);
     if (!__atomic_load_n(&p->freeing, __ATOMIC_SEQ_CST)) return true;
-    pool_leave(p);
+    mpool__pool_leave(p);
     return false;
 }
 
@@ -181,7 +182,7 @@ static void reap_orphans(mpool_pool_t *p)
 /* Waits until cond(arg) holds. 0, or ETIMEDOUT. Even a try (timeout 0)
  * calls the backend's wait once, with a past deadline, so that a caller who
  * only polls still gets dead helpers noticed. */
-static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__job_t *job,
+int mpool__pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__job_t *job,
                      double timeout)
 {
     struct timespec ts;
@@ -240,7 +241,7 @@ mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops, const mpool_poo
 
 int mpool_pool_close(mpool_pool_t *p)
 {
-    if (!p || !pool_enter(p)) return EINVAL;
+    if (!p || !mpool__pool_enter(p)) return EINVAL;
     pthread_mutex_lock(&p->lock);
     int err = p->state == MPOOL__POOL_RUNNING ? 0 : EINVAL;
     if (!err) {
@@ -248,7 +249,7 @@ int mpool_pool_close(mpool_pool_t *p)
         p->ops->close(p);
     }
     pthread_mutex_unlock(&p->lock);
-    pool_leave(p);
+    mpool__pool_leave(p);
     return err;
 }
 
@@ -268,9 +269,9 @@ static int pool_join(mpool_pool_t *p, double timeout)
 int mpool_pool_join(mpool_pool_t *p, double timeout)
 {
     if (!p) return EINVAL;
-    if (!pool_enter(p)) return ECANCELED;
+    if (!mpool__pool_enter(p)) return ECANCELED;
     int err = pool_join(p, timeout);
-    pool_leave(p);
+    mpool__pool_leave(p);
     return err;
 }
 
@@ -290,9 +291,9 @@ static void pool_terminate(mpool_pool_t *p)
 int mpool_pool_terminate(mpool_pool_t *p)
 {
     if (!p) return EINVAL;
-    if (!pool_enter(p)) return 0; /* free terminates it */
+    if (!mpool__pool_enter(p)) return 0; /* free terminates it */
     pool_terminate(p);
-    pool_leave(p);
+    mpool__pool_leave(p);
     return 0;
 }
 
@@ -319,13 +320,6 @@ void mpool_pool_free(mpool_pool_t *p)
 
 /* ---- submission ----------------------------------------------------------- */
 
-typedef struct {
-    mpool_task_fn fn;
-    const void *in;
-    void *out; /* NULL: results stay in staging (iterators) */
-    size_t n, in_size, out_size, chunksize;
-} call_t;
-
 static bool in_heap(const void *ptr, size_t len)
 {
     return len && mpool_shm_contains(ptr) && mpool_shm_contains((const char *)ptr + len - 1);
@@ -345,7 +339,8 @@ static size_t pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
     return chunksize;
 }
 
-static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes, size_t *out_bytes)
+static int call_check(const mpool_pool_t *p, const mpool__call_t *c, size_t *in_bytes,
+                      size_t *out_bytes)
 {
     if (!p || !c->fn || p->state != MPOOL__POOL_RUNNING || p->broken) return EINVAL;
     if (__builtin_mul_overflow(c->n, c->in_size, in_bytes) ||
@@ -356,7 +351,7 @@ static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes, 
 }
 
 /* Builds the job of a call in the shared heap. 0, EINVAL or ENOMEM. */
-static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
+static int job_build(mpool_pool_t *p, const mpool__call_t *c, mpool_async_t *a)
 {
     size_t in_bytes, out_bytes;
     int err = call_check(p, c, &in_bytes, &out_bytes);
@@ -394,15 +389,15 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
 }
 
 /* Submits a call; `size` is that of the handle (async or iterator). */
-static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
+mpool_async_t *mpool__submit(mpool_pool_t *p, const mpool__call_t *c, size_t size)
 {
-    if (!p || !pool_enter(p)) {
+    if (!p || !mpool__pool_enter(p)) {
         errno = EINVAL;
         return NULL;
     }
     mpool_async_t *a = calloc(1, size);
     if (!a) {
-        pool_leave(p);
+        mpool__pool_leave(p);
         errno = ENOMEM;
         return NULL;
     }
@@ -417,7 +412,7 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
     else
         job_release(a); /* under the lock: it returns blocks to p->cache */
     pthread_mutex_unlock(&p->lock);
-    pool_leave(p);
+    mpool__pool_leave(p);
     if (err) {
         free(a);
         errno = err;
@@ -433,8 +428,8 @@ mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const voi
         errno = EINVAL;
         return NULL;
     }
-    call_t c = {fn, in, out, n, in_size, out_size, chunksize};
-    return submit(p, &c, sizeof(mpool_async_t));
+    mpool__call_t c = {fn, in, out, n, in_size, out_size, chunksize};
+    return mpool__submit(p, &c, sizeof(mpool_async_t));
 }
 
 mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn, const void *in,
@@ -448,11 +443,11 @@ int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n, 
 {
     /* One call in flight from submission to release: a free in another
      * thread must not release the handle between the get and the free. */
-    if (!p || !pool_enter(p)) return EINVAL;
+    if (!p || !mpool__pool_enter(p)) return EINVAL;
     mpool_async_t *a = mpool_pool_map_async(p, fn, in, n, in_size, out, out_size, chunksize);
     int err = a ? mpool_async_get(a, MPOOL_FOREVER) : errno;
     mpool_async_free(a); /* during a free: left to it */
-    pool_leave(p);
+    mpool__pool_leave(p);
     return err;
 }
 
@@ -472,15 +467,15 @@ static bool async_cond(void *arg)
 static int async_wait(mpool_async_t *a, double timeout)
 {
     if (a->ready) return 0;
-    return pool_wait(a->pool, async_cond, a, a->job, timeout);
+    return mpool__pool_wait(a->pool, async_cond, a, a->job, timeout);
 }
 
 int mpool_async_wait(mpool_async_t *a, double timeout)
 {
     if (!a) return EINVAL;
-    if (!pool_enter(a->pool)) return ECANCELED;
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = async_wait(a, timeout);
-    pool_leave(a->pool);
+    mpool__pool_leave(a->pool);
     return err;
 }
 
@@ -492,19 +487,19 @@ bool mpool_async_ready(mpool_async_t *a)
 int mpool_async_get(mpool_async_t *a, double timeout)
 {
     if (!a) return EINVAL;
-    if (!pool_enter(a->pool)) return ECANCELED;
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = async_wait(a, timeout);
     size_t first = err ? SIZE_MAX : a->job->first_fail;
     int status;
     if (first != SIZE_MAX) err = mpool__item_code(a->job, first, &status);
-    pool_leave(a->pool);
+    mpool__pool_leave(a->pool);
     return err;
 }
 
 int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
 {
     if (!a || !f) return EINVAL;
-    if (!pool_enter(a->pool)) return ECANCELED;
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = ENODATA;
     size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
     if (first != SIZE_MAX) {
@@ -512,7 +507,7 @@ int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
         f->code = mpool__item_code(a->job, first, &f->status); /* recorded before first_fail */
         err = 0;
     }
-    pool_leave(a->pool);
+    mpool__pool_leave(a->pool);
     return err;
 }
 
@@ -520,7 +515,7 @@ void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
 {
     size_t d = 0, n = 0;
     mpool_pool_t *p = a ? a->pool : NULL;
-    if (p && pool_enter(p)) {
+    if (p && mpool__pool_enter(p)) {
         const mpool__job_t *j = a->job;
         async_check(a);
         n = j->n;
@@ -531,7 +526,7 @@ void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
             if (!v) break; /* not started: neither are the later ones (mostly) */
             d += v & MPOOL__CHUNK_COUNT;
         }
-        pool_leave(p);
+        mpool__pool_leave(p);
     }
     if (done) *done = d;
     if (total) *total = n;
@@ -541,7 +536,7 @@ void mpool_async_free(mpool_async_t *a)
 {
     if (!a) return;
     mpool_pool_t *p = a->pool;
-    if (!pool_enter(p)) return; /* the free under way releases it */
+    if (!mpool__pool_enter(p)) return; /* the free under way releases it */
     pthread_mutex_lock(&p->lock);
     if (async_check(a)) {
         live_unlink(a);
@@ -552,93 +547,5 @@ void mpool_async_free(mpool_async_t *a)
         a->user_out = NULL;
     }
     pthread_mutex_unlock(&p->lock);
-    pool_leave(p);
-}
-
-/* ---- iterators ------------------------------------------------------------ */
-
-static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
-{
-    call_t c = {fn, in, NULL, n, in_size, out_size, chunksize};
-    mpool_iter_t *it = (mpool_iter_t *)submit(p, &c, sizeof(mpool_iter_t));
-    if (!it) return NULL;
-    it->ordered = ordered;
-    it->item = SIZE_MAX;
-    it->left = n;
-    return it;
-}
-
-mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                              size_t in_size, size_t out_size, size_t chunksize)
-{
-    return iter_new(p, fn, in, n, in_size, out_size, chunksize, true);
-}
-
-mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                                        size_t in_size, size_t out_size, size_t chunksize)
-{
-    return iter_new(p, fn, in, n, in_size, out_size, chunksize, false);
-}
-
-/* imap_unordered: finds a complete chunk not handed out yet. Chunks start in
- * order, so the scan stops at the first one not started. */
-static bool unordered_pick(mpool_iter_t *it)
-{
-    mpool__job_t *j = it->a.job;
-    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED)) it->scan++;
-    for (size_t c = it->scan; c < j->nchunks; c++) {
-        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
-        if (!v) break;
-        if (v & MPOOL__CHUNK_REPORTED || (v & MPOOL__CHUNK_COUNT) != mpool__chunk_len(j, c))
-            continue;
-        __atomic_store_n(&j->chunk_done[c], v | MPOOL__CHUNK_REPORTED, __ATOMIC_RELAXED);
-        it->chunk = c;
-        it->item = c * j->chunksize;
-        return true;
-    }
-    return false;
-}
-
-static bool iter_cond(void *arg)
-{
-    mpool_iter_t *it = arg;
-    if (it->item != SIZE_MAX) return true;
-    if (!it->ordered) return unordered_pick(it);
-    if (!mpool__chunk_complete(it->a.job, it->chunk)) return false;
-    it->item = it->chunk * it->a.job->chunksize;
-    return true;
-}
-
-static int iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
-{
-    if (!it->left) return ENODATA;
-    int err = pool_wait(it->a.pool, iter_cond, it, NULL, timeout);
-    if (err) return err;
-    const mpool__job_t *j = it->a.job;
-    size_t i = it->item;
-    if (out && j->out_size) memcpy(out, j->out + i * j->out_size, j->out_size);
-    if (index) *index = i;
-    it->left--;
-    if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
-        it->item = SIZE_MAX;
-        it->chunk++;
-    }
-    int status;
-    return mpool__item_code(j, i, &status);
-}
-
-int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
-{
-    if (!it) return EINVAL;
-    mpool_pool_t *p = it->a.pool;
-    if (!pool_enter(p)) return ECANCELED;
-    int err = iter_next(it, out, index, timeout);
-    pool_leave(p);
-    return err;
-}
-
-void mpool_iter_free(mpool_iter_t *it)
-{
-    if (it) mpool_async_free(&it->a);
+    mpool__pool_leave(p);
 }

@@ -221,28 +221,4 @@ struct mpool_pool {
     } cache[2];
 };
 
-/* The caller-side record of one submitted job (map_async, apply_async, and
- * the core of an iterator). Private memory of the submitting process. */
-struct mpool_async {
-    mpool_pool_t *pool;
-    mpool__job_t *job;
-    void *user_out; /* where results must end up (NULL for iterators) */
-    char *staging;  /* job->out when it is not user_out: freed with the job */
-    char *in_copy;  /* job->in when it is a copy: freed with the job */
-    size_t staging_size, in_copy_size;
-    size_t complete;                 /* chunks [0, complete) are known complete */
-    bool ready;                      /* every item done (and, if staged, copied out) */
-    bool orphan;                     /* the user freed the handle before ready */
-    struct mpool_async *next, *prev; /* pool->live */
-};
-
-struct mpool_iter {
-    struct mpool_async a;
-    bool ordered;
-    size_t chunk; /* chunk being handed out (imap: in order) */
-    size_t item;  /* next item of that chunk to hand out, or SIZE_MAX: none */
-    size_t scan;  /* imap_unordered: chunks below are all reported */
-    size_t left;  /* items not yet handed out */
-};
-
 #endif
