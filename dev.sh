@@ -89,6 +89,18 @@ demos() {
             "build-release/$demo"
         fi
     done
+    if [ -x build-release/revcomp ]; then
+        local fa=build-release/demo.fa
+        printf '\n=== revcomp (a generated 2 MiB FASTA: its first record, reverse-complemented)\n'
+        build-release/revcomp --generate 2 --seed 1 >"$fa"
+        build-release/revcomp "$fa" | sed -n '1,4p'
+        if cmp -s <(build-release/revcomp "$fa") <(build-release/revcomp --workers 0 "$fa"); then
+            echo "revcomp: the pool's output equals the sequential run's ($(wc -c <"$fa") bytes)"
+        else
+            echo "revcomp: the pool's output differs from the sequential run's" >&2
+            return 1
+        fi
+    fi
     if [ -x build-release/pi_mpi ] && command -v mpirun >/dev/null; then
         printf '\n=== pi_mpi (mpirun -np 3: rank 0 and 2 worker ranks)\n'
         OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \

@@ -4,6 +4,7 @@
 #define MPOOL_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include <sys/types.h>
@@ -93,5 +94,11 @@ extern uint32_t *mpool__exit_word;
 /* Ends a child the library forked: flush stdio, record the code in the exit
  * word if there is one, then _exit(code). */
 __attribute__((noreturn)) void mpool__child_exit(int code);
+
+/* ---- shared heap ----------------------------------------------------------- */
+
+/* mpool_shm_alloc without the zeroing, for blocks the library fills whole
+ * anyway (contents unspecified; same errors). */
+void *mpool__shm_alloc_uninit(size_t size);
 
 #endif

@@ -114,7 +114,7 @@ static void *stage_alloc(mpool_pool_t *p, size_t size)
             return ptr;
         }
     }
-    return mpool_shm_alloc(size);
+    return mpool__shm_alloc_uninit(size); /* filled by the copy, or by the workers */
 }
 
 /* The block stays with the pool, unless a bigger one is cached already. */

@@ -93,6 +93,7 @@ struct mpool_out {
 /* The caller's side of a bytes call. */
 struct mpool__bytes {
     void *block;
+    void *adopted; /* a shared block holding the inputs, freed with the call */
     bout_t *outs;
     seg_t **arena;
     size_t nchunks;
@@ -119,8 +120,9 @@ static int out_room(struct mpool_out *o, size_t more)
     if (size > SEG_MAX) size = SEG_MAX;
     if (size < 2 * need) size = 2 * need;
     size = round_up(size); /* so that `used`, rounded up, never passes it */
-    seg_t *s = mpool_shm_alloc(sizeof(seg_t) + size);
-    if (!s && size > round_up(need)) s = mpool_shm_alloc(sizeof(seg_t) + (size = round_up(need)));
+    seg_t *s = mpool__shm_alloc_uninit(sizeof(seg_t) + size);
+    if (!s && size > round_up(need))
+        s = mpool__shm_alloc_uninit(sizeof(seg_t) + (size = round_up(need)));
     if (!s) return ENOMEM;
     s->next = NULL;
     s->size = size;
@@ -228,7 +230,7 @@ static int check_items(const mpool_pool_t *p, mpool_bytes_fn fn, const mpool_byt
 }
 
 mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                   size_t n, size_t chunksize, size_t handle_size)
+                                   size_t n, size_t chunksize, size_t handle_size, void *adopt)
 {
     int err = check_items(p, fn, in, n);
     size_t cs = err ? 1 : mpool__pick_chunksize(p, n, chunksize);
@@ -236,7 +238,7 @@ mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpo
     size_t size = err ? 0 : block_size(in, n, nchunks, &outs_at, &arena_at, &bytes_at);
     if (!err && !size) err = EINVAL;
     struct mpool__bytes *b = err ? NULL : calloc(1, sizeof *b);
-    char *block = b ? mpool_shm_alloc(size) : NULL;
+    char *block = b ? mpool__shm_alloc_uninit(size) : NULL;
     if (!err && !block) err = ENOMEM;
     if (err) {
         free(b);
@@ -248,7 +250,8 @@ mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpo
     brec_t *r = (brec_t *)block;
     *r = (brec_t){fn, p->opts.ctx, (bin_t *)(block + round_up(sizeof(brec_t))),
                   (seg_t **)(block + arena_at), cs};
-    *b = (struct mpool__bytes){block, (bout_t *)(block + outs_at), r->arena, nchunks, 0, SIZE_MAX};
+    *b = (struct mpool__bytes){block, adopt,   (bout_t *)(block + outs_at), r->arena, nchunks,
+                               0,     SIZE_MAX};
     mpool__call_t c = {bytes_task, r->bins, b->outs, r, n, sizeof(bin_t), sizeof(bout_t), cs};
     mpool_async_t *a = mpool__submit(p, &c, handle_size);
     if (!a) {
@@ -331,6 +334,7 @@ void mpool__bytes_release(mpool_async_t *a)
     struct mpool__bytes *b = a->bytes;
     for (size_t c = 0; c < b->nchunks; c++) free_chunk(b, c);
     mpool_shm_free(b->block);
+    mpool_shm_free(b->adopted);
     free(b);
     a->bytes = NULL;
 }
@@ -345,7 +349,7 @@ mpool_async_t *mpool_pool_map_bytes_async(mpool_pool_t *p, mpool_bytes_fn fn,
         errno = EINVAL;
         return NULL;
     }
-    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_async_t));
+    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_async_t), NULL);
     if (!a) return NULL;
     for (size_t i = 0; i < n; i++) out[i] = (mpool_bytes_t){NULL, 0};
     a->user_out = out;

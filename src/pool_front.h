@@ -9,6 +9,7 @@
 #ifndef MPOOL_POOL_FRONT_H
 #define MPOOL_POOL_FRONT_H
 
+#include "internal.h"
 #include "pool_backend.h"
 
 /* The caller-side record of one submitted job (map_async, apply_async, and
@@ -85,12 +86,18 @@ bool mpool__iter_ready(void *it);
  * when the copy cannot be made, and then nothing is consumed. */
 int mpool__iter_take(mpool_iter_t *it, void *out, size_t *index);
 
+/* mpool_pool_imap_bytes that also takes over `adopt` (a shared block,
+ * freed with the call; the caller keeps it if this fails). */
+mpool_iter_t *mpool__imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
+                                size_t n, size_t chunksize, bool ordered, void *adopt);
+
 /* ---- bytes items (src/pool_bytes.c) ---- */
 
 /* Submits a bytes call (a job of records whose task is the trampoline);
- * `handle_size` as for mpool__submit. NULL with errno EINVAL or ENOMEM. */
+ * `handle_size` as for mpool__submit; `adopt` as for mpool__imap_bytes.
+ * NULL with errno EINVAL or ENOMEM. */
 mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                   size_t n, size_t chunksize, size_t handle_size);
+                                   size_t n, size_t chunksize, size_t handle_size, void *adopt);
 
 /* Moves the outputs of every complete chunk not yet collected into the
  * caller's array (map_bytes); no-op for iterators. */

@@ -112,11 +112,17 @@ int mpool_iter_next_bytes(mpool_iter_t *it, mpool_bytes_t *out, size_t *index, d
     return iter_next(it, out, index, timeout, true);
 }
 
+mpool_iter_t *mpool__imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
+                                size_t n, size_t chunksize, bool ordered, void *adopt)
+{
+    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_iter_t), adopt);
+    return iter_init((mpool_iter_t *)a, n, ordered);
+}
+
 mpool_iter_t *mpool_pool_imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
                                     size_t n, size_t chunksize, bool ordered)
 {
-    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_iter_t));
-    return iter_init((mpool_iter_t *)a, n, ordered);
+    return mpool__imap_bytes(p, fn, in, n, chunksize, ordered, NULL);
 }
 
 void mpool_iter_free(mpool_iter_t *it)

@@ -19,6 +19,7 @@
  * ENODATA.
  */
 #include <mpool/pool.h>
+#include <mpool/shm.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,9 @@ typedef struct batch {
     struct batch *next;
 } batch_t;
 
-/* Items read from the source and not yet in a batch (a batch could not be
- * made: no memory); copied, since the source may reuse its buffers. */
+/* Items read from the source and not yet in a batch, copied (the source
+ * may reuse its buffers) straight into a block of the shared heap that
+ * the batch then takes over: the bytes are copied once. */
 typedef struct {
     mpool_bytes_t *items;
     size_t n, cap;
@@ -67,12 +69,14 @@ static int pending_add(pending_t *q, const mpool_bytes_t *item)
         q->items = v;
         q->cap = cap;
     }
-    if (item->len > q->bytes_cap - q->used) {
-        size_t cap = q->bytes_cap ? q->bytes_cap : 4096;
+    if (item->len > q->bytes_cap - q->used || !q->bytes) {
+        size_t cap = q->bytes_cap ? q->bytes_cap : (size_t)64 << 10;
         while (cap - q->used < item->len)
             if (__builtin_mul_overflow(cap, 2, &cap)) return ENOMEM;
-        char *b = realloc(q->bytes, cap);
+        char *b = mpool__shm_alloc_uninit(cap);
         if (!b) return ENOMEM;
+        if (q->used) memcpy(b, q->bytes, q->used);
+        mpool_shm_free(q->bytes);
         q->bytes = b;
         q->bytes_cap = cap;
     }
@@ -90,7 +94,7 @@ static int submit_pending(mpool_pool_t *p, struct mpool__source *s)
     if (!b) return ENOMEM;
     for (size_t i = 0; i < q->n; i++) /* offsets -> pointers, now that bytes stays put */
         q->items[i].data = q->bytes + (uintptr_t)q->items[i].data;
-    b->it = mpool_pool_imap_bytes(p, s->fn, q->items, q->n, s->chunk, s->ordered);
+    b->it = mpool__imap_bytes(p, s->fn, q->items, q->n, s->chunk, s->ordered, q->bytes);
     int err = b->it ? 0 : errno;
     for (size_t i = 0; i < q->n; i++)
         q->items[i].data = (void *)(uintptr_t)((char *)q->items[i].data - q->bytes);
@@ -105,7 +109,8 @@ static int submit_pending(mpool_pool_t *p, struct mpool__source *s)
     else
         s->head = b;
     s->tail = b;
-    q->n = q->used = 0;
+    q->n = q->used = q->bytes_cap = 0;
+    q->bytes = NULL; /* the batch's now */
     return 0;
 }
 
@@ -246,7 +251,7 @@ void mpool__source_release(mpool_async_t *a)
 {
     struct mpool__source *s = a->source;
     free(s->pending.items);
-    free(s->pending.bytes);
+    mpool_shm_free(s->pending.bytes);
     for (batch_t *b = s->head, *next; b; b = next) { /* their handles: pool->live */
         next = b->next;
         free(b);

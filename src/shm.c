@@ -160,8 +160,7 @@ static void *small_alloc(heap_t *h, size_t size)
     b->state = BLOCK_USED;
     b->next = NULL;
     h->in_use += total;
-    memset((char *)b + HEADER, 0, total - HEADER);
-    return (char *)b + HEADER;
+    return (char *)b + HEADER; /* not zeroed yet: see heap_alloc */
 }
 
 static void large_init(block_t *b, size_t total, uint32_t state)
@@ -200,7 +199,11 @@ static void *large_alloc(heap_t *h, size_t size)
     return (char *)b + HEADER;
 }
 
-void *mpool_shm_alloc(size_t size)
+/* Small blocks come back dirty from their free list; large ones are zero
+ * by the heap's invariant. A small block is zeroed (when asked) after the
+ * lock is released: it is the caller's already, and a memset of up to
+ * 1 MiB under the lock would hold up every process allocating meanwhile. */
+static void *heap_alloc(size_t size, bool zero)
 {
     heap_t *h = get_heap();
     if (size == 0) {
@@ -216,11 +219,22 @@ void *mpool_shm_alloc(size_t size)
         errno = r;
         return NULL;
     }
-    void *p =
-        size + HEADER <= ((size_t)1 << MAX_CLASS) ? small_alloc(h, size) : large_alloc(h, size);
+    bool small = size + HEADER <= ((size_t)1 << MAX_CLASS);
+    void *p = small ? small_alloc(h, size) : large_alloc(h, size);
     mpool__mutex_unlock(&h->lock);
     if (!p) errno = ENOMEM;
+    if (p && small && zero) memset(p, 0, size);
     return p;
+}
+
+void *mpool_shm_alloc(size_t size)
+{
+    return heap_alloc(size, true);
+}
+
+void *mpool__shm_alloc_uninit(size_t size)
+{
+    return heap_alloc(size, false);
 }
 
 /* Zeroes a free large block's body and returns its pages to the system. */
