@@ -106,7 +106,9 @@ int mpool_mpi_size(void)
 
 static int verdict_errno(int v)
 {
-    return v == MPOOL__MPI_INIT ? MPOOL_ETASK : v == MPOOL__MPI_NOMEM ? ENOMEM : EINVAL;
+    return v == MPOOL__MPI_VERDICT_INIT    ? MPOOL_ETASK
+           : v == MPOOL__MPI_VERDICT_NOMEM ? ENOMEM
+                                           : EINVAL;
 }
 
 static bool opts_ok(const mpool_mpi_opts_t *o)
@@ -124,16 +126,16 @@ static int master_announce(const mpool_mpi_opts_t *o, int size, int local)
     h.nworkers = o->pool.processes ? o->pool.processes : size - 1;
     for (size_t i = 0; i < reg_n; i++) h.names_len += strlen(reg[i].name) + 1;
     char *pay = NULL;
-    if (h.verdict == MPOOL__MPI_GO && !(pay = malloc(h.ctx_size + h.names_len + 1)))
-        h.verdict = MPOOL__MPI_NOMEM;
+    if (h.verdict == MPOOL__MPI_VERDICT_GO && !(pay = malloc(h.ctx_size + h.names_len + 1)))
+        h.verdict = MPOOL__MPI_VERDICT_NOMEM;
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
-    if (h.verdict != MPOOL__MPI_GO) return h.verdict;
+    if (h.verdict != MPOOL__MPI_VERDICT_GO) return h.verdict;
     if (h.ctx_size) memcpy(pay, o->pool.ctx, h.ctx_size);
     char *q = pay + h.ctx_size;
     for (size_t i = 0; i < reg_n; i++) q = stpcpy(q, reg[i].name) + 1;
     MPI_Bcast(pay, (int)(h.ctx_size + h.names_len), MPI_BYTE, 0, MPI_COMM_WORLD);
     free(pay);
-    int verdict = MPOOL__MPI_GO, all;
+    int verdict = MPOOL__MPI_VERDICT_GO, all;
     MPI_Allreduce(&verdict, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return all;
 }
@@ -142,17 +144,17 @@ static int master_announce(const mpool_mpi_opts_t *o, int size, int local)
 static int worker_resolve(mpool__mpi_worker_t *w, const mpool__mpi_start_hdr_t *h)
 {
     w->fns = calloc(h->ntasks ? h->ntasks : 1, sizeof *w->fns);
-    if (!w->fns) return MPOOL__MPI_NOMEM;
+    if (!w->fns) return MPOOL__MPI_VERDICT_NOMEM;
     w->ntasks = h->ntasks;
     const char *q = w->pay + h->ctx_size, *end = q + h->names_len;
     for (uint32_t i = 0; i < h->ntasks; i++) {
-        if (q >= end) return MPOOL__MPI_NAME;
+        if (q >= end) return MPOOL__MPI_VERDICT_NAME;
         int k = reg_find(q, NULL);
-        if (k < 0) return MPOOL__MPI_NAME;
+        if (k < 0) return MPOOL__MPI_VERDICT_NAME;
         w->fns[i] = reg[k].fn;
         q += strlen(q) + 1;
     }
-    return MPOOL__MPI_GO;
+    return MPOOL__MPI_VERDICT_GO;
 }
 
 /* A worker's side of the start-up; returns the common verdict. */
@@ -160,7 +162,7 @@ static int worker_join_start(mpool__mpi_worker_t *w, const mpool_mpi_opts_t *o)
 {
     mpool__mpi_start_hdr_t h;
     MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD);
-    if (h.verdict != MPOOL__MPI_GO) return h.verdict;
+    if (h.verdict != MPOOL__MPI_VERDICT_GO) return h.verdict;
     w->nworkers = h.nworkers;
     w->pay = malloc(h.ctx_size + h.names_len + 1);
     if (!w->pay) MPI_Abort(MPI_COMM_WORLD, ENOMEM); /* cannot skip a collective */
@@ -169,9 +171,9 @@ static int worker_join_start(mpool__mpi_worker_t *w, const mpool_mpi_opts_t *o)
     w->ctx = h.ctx_size ? w->pay : NULL;
     int verdict = worker_resolve(w, &h);
     bool serving = w->rank <= w->nworkers;
-    if (verdict == MPOOL__MPI_GO && serving && o->pool.initializer &&
+    if (verdict == MPOOL__MPI_VERDICT_GO && serving && o->pool.initializer &&
         o->pool.initializer(o->pool.initarg) != 0)
-        verdict = MPOOL__MPI_INIT;
+        verdict = MPOOL__MPI_VERDICT_INIT;
     int all;
     MPI_Allreduce(&verdict, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return all;
@@ -180,7 +182,7 @@ static int worker_join_start(mpool__mpi_worker_t *w, const mpool_mpi_opts_t *o)
 __attribute__((noreturn)) static void worker_main(const mpool_mpi_opts_t *o, int rank)
 {
     mpool__mpi_worker_t w = {.rank = rank};
-    if (worker_join_start(&w, o) == MPOOL__MPI_GO) mpool__mpi_worker_serve(&w);
+    if (worker_join_start(&w, o) == MPOOL__MPI_VERDICT_GO) mpool__mpi_worker_serve(&w);
     free(w.pay);
     free(w.fns);
     MPI_Finalize();
@@ -251,15 +253,17 @@ mpool_pool_t *mpool_mpi_pool_new(int *argc, char ***argv, const mpool_mpi_opts_t
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (rank != 0) worker_main(&o, rank);
-    int local = MPOOL__MPI_GO;
+    int local = MPOOL__MPI_VERDICT_GO;
     int nworkers = o.pool.processes ? o.pool.processes : size - 1;
-    if (prov < MPI_THREAD_SERIALIZED || size < 2 || nworkers > size - 1) local = MPOOL__MPI_BADARG;
+    if (prov < MPI_THREAD_SERIALIZED || size < 2 || nworkers > size - 1)
+        local = MPOOL__MPI_VERDICT_BADARG;
     mpool__mpi_eng_t *e = NULL;
-    if (local == MPOOL__MPI_GO && !(e = mpool__mpi_eng_new(nworkers, size, o.inflight, we_init)))
-        local = MPOOL__MPI_NOMEM;
+    if (local == MPOOL__MPI_VERDICT_GO &&
+        !(e = mpool__mpi_eng_new(nworkers, size, o.inflight, we_init)))
+        local = MPOOL__MPI_VERDICT_NOMEM;
     int verdict = master_announce(&o, size, local);
-    mpool_pool_t *p = verdict == MPOOL__MPI_GO ? pool_open(e, &o, nworkers, size) : NULL;
-    rc = verdict == MPOOL__MPI_GO && !p ? errno : 0;
+    mpool_pool_t *p = verdict == MPOOL__MPI_VERDICT_GO ? pool_open(e, &o, nworkers, size) : NULL;
+    rc = verdict == MPOOL__MPI_VERDICT_GO && !p ? errno : 0;
     if (!p && e) mpool__mpi_eng_free(e);
     if (p) return p;
     if (we_init) MPI_Finalize();

@@ -29,7 +29,7 @@ typedef struct {
 } mpool__mpi_worker_t;
 
 /* Serves pieces until rank 0 says STOP, then answers BYE. Called after a
- * start-up that ended in MPOOL__MPI_GO; the caller then finalizes. */
+ * start-up that ended in MPOOL__MPI_VERDICT_GO; the caller then finalizes. */
 void mpool__mpi_worker_serve(const mpool__mpi_worker_t *w);
 
 #endif

@@ -12,7 +12,7 @@
  * Start-up (mpi.c), collective over MPI_COMM_WORLD:
  *   1. every rank checks its opts (EINVAL before MPI starts), then MPI_Init;
  *   2. rank 0 broadcasts an mpool__mpi_start_hdr_t (its verdict, workers,
- *      sizes) and, on MPOOL__MPI_GO, the payload: ctx_size ctx bytes, then
+ *      sizes) and, on MPOOL__MPI_VERDICT_GO, the payload: ctx_size ctx bytes, then
  *      the registered task names, each NUL-terminated, in registry order (a
  *      task's id on the wire is its index in rank 0's registry);
  *   3. each worker resolves the names in its own registry and runs its
@@ -61,11 +61,11 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
  * worker that cannot hold the payload aborts: it cannot skip a
  * collective.) */
 enum {
-    MPOOL__MPI_GO,     /* all is well: the pool starts */
-    MPOOL__MPI_BADARG, /* rank 0: thread level, too few ranks, processes > ranks - 1 */
-    MPOOL__MPI_NOMEM,  /* out of memory: rank 0 (engine, payload), a worker (task table) */
-    MPOOL__MPI_NAME,   /* a worker: a task name it has not registered */
-    MPOOL__MPI_INIT,   /* a worker: its initializer failed (MPOOL_ETASK) */
+    MPOOL__MPI_VERDICT_GO,     /* all is well: the pool starts */
+    MPOOL__MPI_VERDICT_BADARG, /* rank 0: thread level, too few ranks, processes > ranks - 1 */
+    MPOOL__MPI_VERDICT_NOMEM,  /* out of memory: rank 0 (engine, payload), a worker (task table) */
+    MPOOL__MPI_VERDICT_NAME,   /* a worker: a task name it has not registered */
+    MPOOL__MPI_VERDICT_INIT,   /* a worker: its initializer failed (MPOOL_ETASK) */
 };
 
 /* Broadcast by rank 0 first (sizeof bytes, MPI_BYTE). */
