@@ -12,9 +12,10 @@
  * Start-up (mpi.c), collective over MPI_COMM_WORLD:
  *   1. every rank checks its opts (EINVAL before MPI starts), then MPI_Init;
  *   2. rank 0 broadcasts an mpool__mpi_start_hdr_t (its verdict, workers,
- *      sizes) and, on MPOOL__MPI_VERDICT_GO, the payload: ctx_size ctx bytes, then
- *      the registered task names, each NUL-terminated, in registry order (a
- *      task's id on the wire is its index in rank 0's registry);
+ *      sizes) and, on MPOOL__MPI_VERDICT_GO, the payload: ctx_size ctx
+ *      bytes, then the registered task names, each NUL-terminated, in
+ *      registry order (a task's id on the wire is its index in rank 0's
+ *      registry);
  *   3. each worker resolves the names in its own registry and runs its
  *      initializer; an MPI_Allreduce(MAX) of everyone's verdict decides.
  *      On anything but GO every rank finalizes (rank 0 only if libmpool
@@ -83,8 +84,7 @@ _Static_assert(offsetof(mpool__mpi_start_hdr_t, ctx_size) == 16,
 
 /* ---- a running pool ------------------------------------------------------ */
 
-/* Message tags. Far from 0 so that they do not meet a program's own tags
- * before the pool starts or after it is freed. */
+/* Message tags, on MPI_COMM_WORLD. */
 enum {
     MPOOL__MPI_TAG_TASK = 7001,
     MPOOL__MPI_TAG_RESULT,
@@ -94,9 +94,10 @@ enum {
 
 /* MPI_Abort codes for a message that breaks the protocol. */
 enum {
-    MPOOL__MPI_ABORT_UNEXPECTED = 70, /* rank 0: an answer from a rank with nothing in flight */
-    MPOOL__MPI_ABORT_MISMATCH = 71,   /* rank 0: an answer that is not its oldest piece's */
-    MPOOL__MPI_ABORT_BAD_TASK = 72,   /* a worker: a TASK message it cannot run */
+    /* rank 0: an answer from no worker, or one with nothing in flight, or short */
+    MPOOL__MPI_ABORT_UNEXPECTED = 70,
+    MPOOL__MPI_ABORT_MISMATCH = 71, /* rank 0: an answer not to that worker's oldest piece */
+    MPOOL__MPI_ABORT_BAD_TASK = 72, /* a worker: a TASK message it cannot run */
 };
 
 /* TASK header. The items follow it directly, so its size keeps them as
