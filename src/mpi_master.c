@@ -1,15 +1,14 @@
-/* The master's engine of the MPI Pool (rank 0): self-scheduling of chunks
- * over the worker ranks, and the communication thread.
+/* Rank 0's side of the MPI Pool: the engine that self-schedules pieces of
+ * the jobs' chunks over the worker ranks, its communication thread, and the
+ * Pool ops over it (mpool__pool_mpi_ops). pool.c owns the jobs and their
+ * bookkeeping (pool_backend.h); the engine only moves items: it sends
+ * pieces, writes the answers into job->out, records failures and publishes
+ * progress in job->chunk_done.
  *
- * The public Pool code (pool.c) owns the jobs and all their bookkeeping
- * (pool_backend.h); this engine only moves items: it sends pieces of a job's
- * chunks to the workers, writes the answers into job->out, records failures
- * and publishes progress in job->chunk_done.
- *
- * Threads. The user's threads submit and wait; one communication thread
- * makes every MPI call (so MPI_THREAD_SERIALIZED suffices). Both meet under
- * one mutex `mu`; the user's threads sleep on `event_cv` (monotonic clock,
- * for absolute deadlines), the communication thread on `wake_cv`.
+ * Threads. The user's threads submit and wait; the communication thread
+ * makes every MPI call. They meet under one mutex `mu`; the user's threads
+ * sleep on `event_cv` (monotonic clock, for absolute deadlines), the
+ * communication thread on `wake_cv`.
  *
  * Self-scheduling. Each worker has a ring of slots: the pieces sent to it and
  * not yet answered, oldest first (how many: worker_wants). The thread keeps
@@ -17,7 +16,7 @@
  * workers), so a worker finds its next piece already queued when it finishes
  * one, and a fast worker, answering sooner, is sent more than a slow one. A
  * piece is a chunk; or several consecutive chunks of short tasks (see
- * piece_len); or a part of one chunk that would not fit in MPI_MSG_LIMIT
+ * piece_len); or a part of one chunk that would not fit in MPOOL__MPI_MSG_LIMIT
  * (an item bigger than that travels alone).
  *
  * Waiting without burning a CPU. Open MPI's blocking calls poll; on a machine
@@ -28,48 +27,54 @@
  * signal `wake_cv`.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mpi.h>
+
+#include "internal.h"
 #include "mpi_internal.h"
+#include "mpi_master.h"
+#include "mpi_proto.h"
 
 /* A job in the engine. refs: 1 while it has unsent items (it is in the
  * queue) + 1 per piece in flight; freed at 0. Changed under mu. */
-typedef struct mpi_run {
+typedef struct run {
     mpool__job_t *job;
     int task;
     size_t next;   /* first item not yet sent */
     size_t piece;  /* items in the last piece sent */
     double item_s; /* seconds per item seen by the workers, averaged; 0: unknown */
     unsigned refs;
-    struct mpi_run *qnext;
-} mpi_run;
+    struct run *qnext;
+} run_t;
 
 typedef struct {
-    mpi_run *run; /* NULL: free */
+    run_t *run; /* NULL: free */
     size_t start, count;
     char *buf; /* the TAG_TASK message, kept until its send completes */
     size_t cap;
     MPI_Request req;
-} mpi_slot;
+} slot_t;
 
 typedef struct {
-    mpi_slot *slots; /* ring of e->depth: pieces sent and not answered, oldest at head */
+    slot_t *slots; /* ring of e->depth: pieces sent and not answered, oldest at head */
     unsigned head, n;
     double last; /* when its previous answer came */
     double busy; /* average seconds between answers while it had more queued; 0: unknown */
-} mpi_wk;
+} wk_t;
 
-struct mpi_eng {
+struct mpool__mpi_eng {
     pthread_mutex_t mu;
     pthread_cond_t event_cv; /* `event` moved */
     pthread_cond_t wake_cv;  /* work submitted, close, or stop requested */
     int nworkers, size;
     unsigned depth; /* pieces queued per worker: slots in each ring */
-    mpi_wk *w;
+    wk_t *w;
     unsigned rr;     /* worker the next dispatch round starts at */
     size_t inflight; /* pieces in all rings */
-    mpi_run *qhead, *qtail;
+    run_t *qhead, *qtail;
     /* Progress counter for pool.c's waits: incremented (under mu, read
      * without) after every answer recorded, at terminate and at stop. */
     uint32_t event;
@@ -79,26 +84,27 @@ struct mpi_eng {
     bool stopped;    /* every worker said BYE; the thread is ending */
     pthread_t thread;
     bool started;  /* the thread runs (set by the creating thread) */
+    bool finalize; /* libmpool called MPI_Init: ops->destroy finalizes */
     char *scratch; /* comm thread: the last message received */
     size_t scratch_cap;
 };
 
-static void bump(mpi_eng_t *e)
+static void bump(mpool__mpi_eng_t *e)
 {
     __atomic_add_fetch(&e->event, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&e->event_cv);
 }
 
-static void run_unref(mpi_run *r)
+static void run_unref(run_t *r)
 {
     if (--r->refs == 0) free(r);
 }
 
 /* ---- dispatch: keep every worker's ring full, under mu -------------------- */
 
-static void queue_pop(mpi_eng_t *e)
+static void queue_pop(mpool__mpi_eng_t *e)
 {
-    mpi_run *r = e->qhead;
+    run_t *r = e->qhead;
     e->qhead = r->qnext;
     if (!e->qhead) e->qtail = NULL;
     run_unref(r);
@@ -106,21 +112,22 @@ static void queue_pop(mpi_eng_t *e)
 
 /* Items of r's next piece: to the end of the current chunk, cut to fit a
  * message. Where chunks are tiny (short tasks, chunksize 1), whole chunks
- * are added while the piece stays under MPI_PIECE_TIME of work by this
+ * are added while the piece stays under MPOOL__MPI_PIECE_TIME of work by this
  * job's measured time per item, growing at most twofold per piece: one
  * message then carries many chunks, so the per-message cost (a few us here,
  * more across a network) does not dominate, while long tasks still go one
  * chunk at a time and balance. */
-static size_t piece_len(const mpi_run *r)
+static size_t piece_len(const run_t *r)
 {
     const mpool__job_t *j = r->job;
     size_t cs = j->chunksize, end = (r->next / cs + 1) * cs;
     size_t count = (end > j->n ? j->n : end) - r->next;
-    size_t item = j->in_size > j->out_size + 4 ? j->in_size : j->out_size + 4;
-    size_t cap = (MPI_MSG_LIMIT - sizeof(mpi_task_hdr)) / item;
+    size_t item = j->in_size > j->out_size + MPOOL__MPI_RV_SIZE ? j->in_size
+                                                                : j->out_size + MPOOL__MPI_RV_SIZE;
+    size_t cap = (MPOOL__MPI_MSG_LIMIT - sizeof(mpool__mpi_task_hdr_t)) / item;
     if (count >= cap) return cap ? cap : 1;
     if (r->item_s <= 0) return count;
-    double want = MPI_PIECE_TIME / r->item_s;
+    double want = MPOOL__MPI_PIECE_TIME / r->item_s;
     if (want > 2.0 * (double)r->piece) want = 2.0 * (double)r->piece;
     if (want > (double)cap) want = (double)cap;
     while (r->next + count < j->n && (double)(count + cs) <= want)
@@ -130,30 +137,30 @@ static size_t piece_len(const mpi_run *r)
 
 /* Whether worker wk should be sent one more piece: while it has fewer than
  * `depth` queued. Two suffice (measured: deeper queues of batched short
- * pieces were slower), since a piece is at least ~MPI_PIECE_TIME of work
+ * pieces were slower), since a piece is at least ~MPOOL__MPI_PIECE_TIME of work
  * once its job is timed, and the master naps at most half the queued
  * work. */
-static bool worker_wants(const mpi_eng_t *e, const mpi_wk *wk)
+static bool worker_wants(const mpool__mpi_eng_t *e, const wk_t *wk)
 {
     return wk->n < e->depth;
 }
 
-static bool slot_fill(mpi_slot *s, mpi_run *r)
+static bool slot_fill(slot_t *s, run_t *r)
 {
     const mpool__job_t *j = r->job;
     size_t count = piece_len(r);
-    size_t len = sizeof(mpi_task_hdr) + count * j->in_size;
+    size_t len = sizeof(mpool__mpi_task_hdr_t) + count * j->in_size;
     if (len > s->cap) {
         char *b = realloc(s->buf, len);
         if (!b) return false;
         s->buf = b;
         s->cap = len;
     }
-    mpi_task_hdr h = {.start = r->next,
-                      .count = count,
-                      .in_size = j->in_size,
-                      .out_size = j->out_size,
-                      .task = (uint32_t)r->task};
+    mpool__mpi_task_hdr_t h = {.start = r->next,
+                               .count = count,
+                               .in_size = j->in_size,
+                               .out_size = j->out_size,
+                               .task = (uint32_t)r->task};
     memcpy(s->buf, &h, sizeof h);
     if (count && j->in_size)
         memcpy(s->buf + sizeof h, j->in + r->next * j->in_size, count * j->in_size);
@@ -164,19 +171,19 @@ static bool slot_fill(mpi_slot *s, mpi_run *r)
 }
 
 /* Sends the next piece to worker w if it has room and work is queued. */
-static bool dispatch_one(mpi_eng_t *e, int w)
+static bool dispatch_one(mpool__mpi_eng_t *e, int w)
 {
-    mpi_wk *wk = &e->w[w];
-    mpi_run *r = e->qhead;
+    wk_t *wk = &e->w[w];
+    run_t *r = e->qhead;
     if (!r || !worker_wants(e, wk)) return false;
-    mpi_slot *s = &wk->slots[(wk->head + wk->n) % e->depth];
+    slot_t *s = &wk->slots[(wk->head + wk->n) % e->depth];
     if (!slot_fill(s, r)) return false; /* out of memory: retried later */
     mpool__job_t *j = r->job;
     size_t cs = j->chunksize; /* chunks start in increasing order */
     for (size_t c = (r->next + cs - 1) / cs; c * cs < r->next + s->count; c++)
         __atomic_store_n(&j->chunk_done[c], MPOOL__CHUNK_STARTED, __ATOMIC_RELEASE);
-    MPI_Isend(s->buf, (int)(sizeof(mpi_task_hdr) + s->count * j->in_size), MPI_BYTE, w + 1,
-              MPI_TAG_TASK, MPI_COMM_WORLD, &s->req);
+    MPI_Isend(s->buf, (int)(sizeof(mpool__mpi_task_hdr_t) + s->count * j->in_size), MPI_BYTE, w + 1,
+              MPOOL__MPI_TAG_TASK, MPI_COMM_WORLD, &s->req);
     r->refs++;
     r->next += s->count;
     r->piece = s->count;
@@ -186,7 +193,7 @@ static bool dispatch_one(mpi_eng_t *e, int w)
     return true;
 }
 
-static bool dispatch(mpi_eng_t *e)
+static bool dispatch(mpool__mpi_eng_t *e)
 {
     bool any = false, progress = true;
     while (progress && e->qhead) {
@@ -202,22 +209,15 @@ static bool dispatch(mpi_eng_t *e)
 
 /* ---- answers ------------------------------------------------------------- */
 
-static int32_t rv_at(const char *rvs, size_t i)
-{
-    int32_t rv;
-    memcpy(&rv, rvs + 4 * i, 4);
-    return rv;
-}
-
 /* Writes the answer to piece [start, start + count) into the job: outputs of
  * the items that succeeded, failures, then the chunk's progress. */
 static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs, const char *outs)
 {
     size_t os = j->out_size, failed = 0;
-    for (size_t i = 0; i < count; i++) failed += rv_at(rvs, i) != 0;
+    for (size_t i = 0; i < count; i++) failed += mpool__mpi_rv_get(rvs, i) != 0;
     if (!failed && os) memcpy(j->out + start * os, outs, count * os);
     for (size_t i = 0; failed && i < count; i++) {
-        int32_t rv = rv_at(rvs, i);
+        int32_t rv = mpool__mpi_rv_get(rvs, i);
         if (rv != 0)
             mpool__job_fail(j, start + i, MPOOL_ETASK, rv);
         else if (os)
@@ -236,19 +236,20 @@ static void record(mpool__job_t *j, size_t start, size_t count, const char *rvs,
 /* Matches the message in e->scratch from worker rank `src` with that worker's
  * oldest piece, under mu. A malformed answer means mismatched binaries, not
  * bad user input: the job is aborted. */
-static void deliver(mpi_eng_t *e, int src, size_t len)
+static void deliver(mpool__mpi_eng_t *e, int src, size_t len)
 {
-    mpi_wk *wk = (src >= 1 && src <= e->nworkers) ? &e->w[src - 1] : NULL;
-    if (!wk || wk->n == 0 || len < sizeof(mpi_result_hdr)) MPI_Abort(MPI_COMM_WORLD, 70);
-    mpi_slot *s = &wk->slots[wk->head];
-    mpi_result_hdr h;
-    mpi_run *r = s->run;
+    wk_t *wk = (src >= 1 && src <= e->nworkers) ? &e->w[src - 1] : NULL;
+    if (!wk || wk->n == 0 || len < sizeof(mpool__mpi_result_hdr_t))
+        MPI_Abort(MPI_COMM_WORLD, MPOOL__MPI_ABORT_UNEXPECTED);
+    slot_t *s = &wk->slots[wk->head];
+    mpool__mpi_result_hdr_t h;
+    run_t *r = s->run;
     memcpy(&h, e->scratch, sizeof h);
     if (h.start != s->start || h.count != s->count ||
-        len != sizeof h + s->count * (4 + r->job->out_size))
-        MPI_Abort(MPI_COMM_WORLD, 71);
+        len != sizeof h + s->count * (MPOOL__MPI_RV_SIZE + r->job->out_size))
+        MPI_Abort(MPI_COMM_WORLD, MPOOL__MPI_ABORT_MISMATCH);
     MPI_Wait(&s->req, MPI_STATUS_IGNORE); /* answered, so it was received */
-    double now = mpi_now();
+    double now = mpool__now();
     if (wk->n > 1 && wk->last > 0) { /* it was busy since its last answer */
         double dt = now - wk->last, per = dt / (double)s->count;
         wk->busy = wk->busy > 0 ? 0.75 * wk->busy + 0.25 * dt : dt;
@@ -267,7 +268,7 @@ static void deliver(mpi_eng_t *e, int src, size_t len)
 
 /* Receives one message with `tag` (or MPI_ANY_TAG) if one is there into
  * e->scratch; returns its tag, or -1. Outside mu. */
-static int receive(mpi_eng_t *e, int tag, int *src, size_t *len)
+static int receive(mpool__mpi_eng_t *e, int tag, int *src, size_t *len)
 {
     int flag, count;
     MPI_Status st;
@@ -291,12 +292,12 @@ static int receive(mpi_eng_t *e, int tag, int *src, size_t *len)
  * wakes the waiters once per batch (at most 64 answers), not once per
  * answer: with short tasks, waking the user's thread for each would cost
  * more than the tasks. */
-static bool poll_results(mpi_eng_t *e)
+static bool poll_results(mpool__mpi_eng_t *e)
 {
     unsigned got = 0;
     int src;
     size_t len;
-    while (receive(e, MPI_TAG_RESULT, &src, &len) >= 0) {
+    while (receive(e, MPOOL__MPI_TAG_RESULT, &src, &len) >= 0) {
         pthread_mutex_lock(&e->mu);
         deliver(e, src, len);
         dispatch(e);
@@ -317,29 +318,27 @@ static bool poll_results(mpi_eng_t *e)
  * work still queued at the busiest-fed worker (so it is refilled before it
  * runs dry), an eighth of a piece when a worker has only its last one (so
  * the answer is taken soon after it comes). 160 us while nothing is known. */
-static double nap_cap(const mpi_eng_t *e)
+static double nap_cap(const mpool__mpi_eng_t *e)
 {
-    double cap = MPI_NAP_MAX;
-    bool known = false;
+    double cap = MPOOL__MPI_NAP_MAX;
     for (int w = 0; w < e->nworkers; w++) {
-        const mpi_wk *wk = &e->w[w];
+        const wk_t *wk = &e->w[w];
         if (wk->n == 0) continue;
         if (wk->busy <= 0) return 160e-6;
         double c = wk->n > 1 ? wk->busy * (wk->n - 1) / 2 : wk->busy / 8;
-        if (!known || c < cap) cap = c;
-        known = true;
+        if (c < cap) cap = c;
     }
-    return cap < 20e-6 ? 20e-6 : cap > MPI_NAP_MAX ? MPI_NAP_MAX : cap;
+    return cap < 20e-6 ? 20e-6 : cap > MPOOL__MPI_NAP_MAX ? MPOOL__MPI_NAP_MAX : cap;
 }
 
 /* Seconds until the earliest answer expected from a worker with pieces in
  * flight (its last answer + its time per piece), or 0 if one is due or
  * unknown. */
-static double next_answer_in(const mpi_eng_t *e)
+static double next_answer_in(const mpool__mpi_eng_t *e)
 {
-    double now = mpi_now(), next = -1;
+    double now = mpool__now(), next = -1;
     for (int w = 0; w < e->nworkers; w++) {
-        const mpi_wk *wk = &e->w[w];
+        const wk_t *wk = &e->w[w];
         if (wk->n == 0) continue;
         if (wk->busy <= 0) return 0;
         double t = wk->last + wk->busy - now;
@@ -351,7 +350,7 @@ static double next_answer_in(const mpi_eng_t *e)
 /* After `idle` fruitless rounds: poll on, or sleep on wake_cv. Under mu.
  * The nap lasts until the next answer is expected; once that is past, it
  * doubles from 20 us; never over nap_cap(). */
-static void backoff(mpi_eng_t *e, unsigned idle)
+static void backoff(mpool__mpi_eng_t *e, unsigned idle)
 {
     if (e->inflight == 0 && !e->qhead) {
         pthread_cond_wait(&e->wake_cv, &e->mu);
@@ -361,16 +360,16 @@ static void backoff(mpi_eng_t *e, unsigned idle)
     unsigned shift = idle - 64 < 6 ? idle - 64 : 6;
     double nap = next_answer_in(e), cap = nap_cap(e);
     if (nap < 20e-6) nap = 20e-6 * (double)(1u << shift);
-    struct timespec ts = mpi_after(nap < cap ? nap : cap);
+    struct timespec ts = mpool__deadline_min(NULL, nap < cap ? nap : cap);
     pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
 }
 
 /* End of the pool: STOP to every worker rank, then take answers until each
  * said BYE, so that no send of either side is left pending at MPI_Finalize. */
-static void shutdown_workers(mpi_eng_t *e)
+static void shutdown_workers(mpool__mpi_eng_t *e)
 {
     for (int rk = 1; rk < e->size; rk++)
-        MPI_Send(NULL, 0, MPI_BYTE, rk, MPI_TAG_STOP, MPI_COMM_WORLD);
+        MPI_Send(NULL, 0, MPI_BYTE, rk, MPOOL__MPI_TAG_STOP, MPI_COMM_WORLD);
     int byes = 0;
     unsigned idle = 0;
     while (byes < e->size - 1) {
@@ -378,18 +377,18 @@ static void shutdown_workers(mpi_eng_t *e)
         size_t len;
         int tag = receive(e, MPI_ANY_TAG, &src, &len);
         pthread_mutex_lock(&e->mu);
-        if (tag == MPI_TAG_RESULT) deliver(e, src, len), bump(e);
-        if (tag == MPI_TAG_BYE) byes++;
+        if (tag == MPOOL__MPI_TAG_RESULT) deliver(e, src, len), bump(e);
+        if (tag == MPOOL__MPI_TAG_BYE) byes++;
         idle = tag < 0 ? idle + 1 : 0;
         if (idle > 64) {
-            struct timespec ts = mpi_after(200e-6);
+            struct timespec ts = mpool__deadline_min(NULL, 200e-6);
             pthread_cond_timedwait(&e->wake_cv, &e->mu, &ts);
         }
         pthread_mutex_unlock(&e->mu);
     }
     pthread_mutex_lock(&e->mu);
     for (int w = 0; w < e->nworkers; w++) { /* pieces the workers dropped */
-        mpi_wk *wk = &e->w[w];
+        wk_t *wk = &e->w[w];
         for (; wk->n; wk->n--, wk->head = (wk->head + 1) % e->depth) {
             MPI_Wait(&wk->slots[wk->head].req, MPI_STATUS_IGNORE);
             run_unref(wk->slots[wk->head].run);
@@ -405,7 +404,7 @@ static void shutdown_workers(mpi_eng_t *e)
 
 static void *comm_main(void *arg)
 {
-    mpi_eng_t *e = arg;
+    mpool__mpi_eng_t *e = arg;
     unsigned idle = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->stop_req) {
@@ -424,7 +423,7 @@ static void *comm_main(void *arg)
 
 /* ---- the engine ----------------------------------------------------------- */
 
-static void eng_dealloc(mpi_eng_t *e)
+static void eng_dealloc(mpool__mpi_eng_t *e)
 {
     for (int w = 0; e->w && w < e->nworkers; w++) {
         for (unsigned k = 0; e->w[w].slots && k < e->depth; k++) free(e->w[w].slots[k].buf);
@@ -435,25 +434,20 @@ static void eng_dealloc(mpi_eng_t *e)
     free(e);
 }
 
-static mpi_eng_t *eng_alloc(int nworkers, int size, unsigned depth)
+mpool__mpi_eng_t *mpool__mpi_eng_new(int nworkers, int size, unsigned depth, bool finalize)
 {
-    mpi_eng_t *e = calloc(1, sizeof *e);
-    if (!e) return NULL;
+    mpool__mpi_eng_t *e = calloc(1, sizeof *e);
+    if (!e) return errno = ENOMEM, NULL;
     e->nworkers = nworkers;
     e->size = size;
-    e->depth = depth ? depth : MPI_DEPTH_DEFAULT;
+    e->depth = depth ? depth : MPOOL__MPI_DEPTH_DEFAULT;
     e->w = calloc((size_t)nworkers, sizeof *e->w);
     bool ok = e->w != NULL;
     for (int w = 0; ok && w < nworkers; w++)
-        ok = (e->w[w].slots = calloc(e->depth, sizeof(mpi_slot))) != NULL;
+        ok = (e->w[w].slots = calloc(e->depth, sizeof(slot_t))) != NULL;
     if (!ok) eng_dealloc(e);
-    return ok ? e : NULL;
-}
-
-mpi_eng_t *mpool__mpi_eng_new(int nworkers, int size, unsigned depth)
-{
-    mpi_eng_t *e = eng_alloc(nworkers, size, depth);
-    if (!e) return errno = ENOMEM, NULL;
+    if (!ok) return errno = ENOMEM, NULL;
+    e->finalize = finalize;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -464,18 +458,49 @@ mpi_eng_t *mpool__mpi_eng_new(int nworkers, int size, unsigned depth)
     return e;
 }
 
-int mpool__mpi_eng_start(mpi_eng_t *e)
+void mpool__mpi_eng_free(mpool__mpi_eng_t *e)
 {
-    if (e->started) return 0;
+    pthread_mutex_lock(&e->mu);
+    e->closed = e->terminated = e->stop_req = true;
+    pthread_cond_signal(&e->wake_cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->started) pthread_join(e->thread, NULL);
+    pthread_cond_destroy(&e->event_cv);
+    pthread_cond_destroy(&e->wake_cv);
+    pthread_mutex_destroy(&e->mu);
+    eng_dealloc(e);
+}
+
+/* ---- the ops of pool_backend.h: p->impl is the engine ---------------------- */
+
+static mpool__mpi_eng_t *staged; /* what the next op_start adopts */
+
+void mpool__mpi_eng_stage(mpool__mpi_eng_t *e)
+{
+    staged = e;
+}
+
+/* Starts the communication thread, once no other thread calls MPI. An
+ * engine is staged for one pool: its thread was never started. */
+static int op_start(mpool_pool_t *p)
+{
+    mpool__mpi_eng_t *e = staged;
     if (pthread_create(&e->thread, NULL, comm_main, e) != 0) return EAGAIN;
     e->started = true;
+    p->impl = e;
     return 0;
 }
 
-int mpool__mpi_eng_submit(mpi_eng_t *e, mpool__job_t *job, int task)
+/* Queues the job's items for the workers. 0, EINVAL (an unregistered task,
+ * an item over MPOOL__MPI_ITEM_MAX, or closed) or ENOMEM. */
+static int op_submit(mpool_pool_t *p, mpool__job_t *job)
 {
+    mpool__mpi_eng_t *e = p->impl;
+    int task = mpool__mpi_task_id(job->fn);
+    if (task < 0 || job->in_size > MPOOL__MPI_ITEM_MAX || job->out_size > MPOOL__MPI_ITEM_MAX)
+        return EINVAL;
     if (job->n == 0) return 0;
-    mpi_run *r = calloc(1, sizeof *r);
+    run_t *r = calloc(1, sizeof *r);
     if (!r) return ENOMEM;
     r->job = job;
     r->task = task;
@@ -495,55 +520,54 @@ int mpool__mpi_eng_submit(mpi_eng_t *e, mpool__job_t *job, int task)
     return rc;
 }
 
-uint32_t mpool__mpi_eng_event(mpi_eng_t *e)
+static uint32_t op_event(mpool_pool_t *p)
 {
-    return __atomic_load_n(&e->event, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&((mpool__mpi_eng_t *)p->impl)->event, __ATOMIC_ACQUIRE);
 }
 
 /* Sleeps until the job is complete (by its done_word) or, with job NULL or
- * complete already, until `event` moves; at most MPI_WAIT_NAP at a time,
- * since pool.c may complete a job itself (terminate) without a word to this
- * engine. Every answer batch broadcasts event_cv, so the job's completion is
- * seen at once. */
-void mpool__mpi_eng_wait(mpi_eng_t *e, mpool__job_t *job, uint32_t seen,
-                         const struct timespec *deadline)
+ * complete already, until `event` moves; at most MPOOL__MPI_WAIT_NAP at a
+ * time, since pool.c may complete a job itself (terminate) without a word
+ * to this engine. Every answer batch broadcasts event_cv, so the job's
+ * completion is seen at once. */
+static void op_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
+                    const struct timespec *deadline)
 {
+    mpool__mpi_eng_t *e = p->impl;
     if (job && __atomic_load_n(&job->done_word, __ATOMIC_ACQUIRE)) job = NULL;
-    struct timespec nap = mpi_after(MPI_WAIT_NAP);
-    if (deadline && (deadline->tv_sec < nap.tv_sec ||
-                     (deadline->tv_sec == nap.tv_sec && deadline->tv_nsec < nap.tv_nsec)))
-        nap = *deadline;
+    struct timespec nap = mpool__deadline_min(deadline, MPOOL__MPI_WAIT_NAP);
     pthread_mutex_lock(&e->mu);
     while (job ? !__atomic_load_n(&job->done_word, __ATOMIC_ACQUIRE) : e->event == seen)
         if (pthread_cond_timedwait(&e->event_cv, &e->mu, &nap) == ETIMEDOUT) break;
     pthread_mutex_unlock(&e->mu);
 }
 
-void mpool__mpi_eng_close(mpi_eng_t *e)
+static void op_close(mpool_pool_t *p)
 {
+    mpool__mpi_eng_t *e = p->impl;
     pthread_mutex_lock(&e->mu);
     e->closed = true;
     pthread_cond_signal(&e->wake_cv);
     pthread_mutex_unlock(&e->mu);
 }
 
-int mpool__mpi_eng_join(mpi_eng_t *e, const struct timespec *deadline)
+static int op_join(mpool_pool_t *p, const struct timespec *deadline)
 {
+    mpool__mpi_eng_t *e = p->impl;
     int rc = 0;
     pthread_mutex_lock(&e->mu);
-    while (!e->stopped && rc == 0) {
-        if (!deadline)
-            pthread_cond_wait(&e->event_cv, &e->mu);
-        else
-            rc = pthread_cond_timedwait(&e->event_cv, &e->mu, deadline);
-    }
+    while (!e->stopped && rc == 0)
+        rc = deadline ? pthread_cond_timedwait(&e->event_cv, &e->mu, deadline)
+                      : pthread_cond_wait(&e->event_cv, &e->mu);
     rc = e->stopped ? 0 : ETIMEDOUT;
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
 
-void mpool__mpi_eng_terminate(mpi_eng_t *e)
+/* Drops every queued and running chunk, and tells the workers to stop. */
+static void op_terminate(mpool_pool_t *p)
 {
+    mpool__mpi_eng_t *e = p->impl;
     pthread_mutex_lock(&e->mu);
     e->closed = e->terminated = e->stop_req = true;
     while (e->qhead) queue_pop(e);
@@ -552,15 +576,23 @@ void mpool__mpi_eng_terminate(mpi_eng_t *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-void mpool__mpi_eng_free(mpi_eng_t *e)
+/* Frees the engine, then finalizes MPI if libmpool initialized it. */
+static void op_destroy(mpool_pool_t *p)
 {
-    pthread_mutex_lock(&e->mu);
-    e->closed = e->terminated = e->stop_req = true;
-    pthread_cond_signal(&e->wake_cv);
-    pthread_mutex_unlock(&e->mu);
-    if (e->started) pthread_join(e->thread, NULL);
-    pthread_cond_destroy(&e->event_cv);
-    pthread_cond_destroy(&e->wake_cv);
-    pthread_mutex_destroy(&e->mu);
-    eng_dealloc(e);
+    mpool__mpi_eng_t *e = p->impl;
+    bool finalize = e->finalize;
+    mpool__mpi_eng_free(e);
+    if (finalize) MPI_Finalize();
+    p->impl = NULL;
 }
+
+const mpool__pool_ops_t mpool__pool_mpi_ops = {
+    .start = op_start,
+    .submit = op_submit,
+    .event = op_event,
+    .wait = op_wait,
+    .close = op_close,
+    .join = op_join,
+    .terminate = op_terminate,
+    .destroy = op_destroy,
+};
