@@ -359,6 +359,35 @@ static void test_unregistered_fn(void **state)
     assert_int_equal(mpool_pool_map(pool, NULL, xs, 4, sizeof(long), ys, sizeof(long), 0), EINVAL);
 }
 
+/* Bytes items and sources name memory of this address space: an MPI pool
+ * refuses them (pool.h). */
+static int echo_bytes(const void *in, size_t len, mpool_out_t *out, void *ctx)
+{
+    (void)ctx;
+    return mpool_out_write(out, in, len);
+}
+
+static int no_items(void *state, mpool_bytes_t *item)
+{
+    (void)state, (void)item;
+    return ENODATA;
+}
+
+static void test_bytes_refused(void **state)
+{
+    (void)state;
+    char x = 'a';
+    mpool_bytes_t in = {&x, 1}, out = {NULL, 0};
+    assert_int_equal(mpool_pool_map_bytes(pool, echo_bytes, &in, 1, &out, 0), EINVAL);
+    assert_null(out.data);
+    errno = 0;
+    assert_null(mpool_pool_imap_bytes(pool, echo_bytes, &in, 1, 0, true));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(mpool_pool_imap_source(pool, echo_bytes, no_items, NULL, 0, true));
+    assert_int_equal(errno, EINVAL);
+}
+
 static void test_registry(void **state)
 {
     (void)state;
@@ -656,6 +685,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_short_tasks_batched),
         cmocka_unit_test(test_empty_input),
         cmocka_unit_test(test_unregistered_fn),
+        cmocka_unit_test(test_bytes_refused),
         cmocka_unit_test(test_ctx_by_value),
         cmocka_unit_test(test_initializer_ran),
         cmocka_unit_test(test_many_maps),
