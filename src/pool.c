@@ -106,6 +106,12 @@ static void check_broken(mpool_pool_t *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+void mpool__pool_break(mpool_pool_t *p, int code, int status)
+{
+    p->broken_status = status;
+    __atomic_store_n(&p->broken, code, __ATOMIC_RELEASE);
+}
+
 /* True once every chunk of the job is complete; copies staged results out. */
 static bool async_check(mpool_async_t *a)
 {
