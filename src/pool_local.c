@@ -194,15 +194,16 @@ static uint32_t local_event(mpool_pool_t *p)
     return ld32(&((local_t *)p->impl)->sh->event);
 }
 
-/* The waits of the caller's threads (wait.h). Spins and yields: ~2 us of
- * pause (a pause measured 13-27 ns here), then yields up to ~20 us (a
- * yield measured ~0.5 us with the CPU free): the parent waits for workers
- * that must first run a chunk, not for a hand-off of a few hundred ns as
- * in sync.h, and on 2 CPUs shared by parent and workers the yields hand
+/* The waits of the caller's threads (wait.h). Spins: ~2 us of pause (a
+ * pause measured 13-27 ns here); then yields, at most YIELD_FOR (~18 us)
+ * of them, the bound in time because a yield may hand a busy worker the
+ * CPU for a whole time slice. Longer than sync.h's 1.3 us: the parent waits
+ * for workers that must first run a chunk, not for a hand-off of a few
+ * hundred ns, and on 2 CPUs shared by parent and workers the yields give
  * the CPU to a worker that needs it. Nap PARENT_NAP: a dead server wakes
- * no one, so every nap ends in a health check, and a killed worker may have
- * died between its change and its wake. */
-static const mpool__wait_policy_t parent_policy = {128, 32, PARENT_NAP};
+ * no one, so every nap ends in a health check, and a killed worker may
+ * have died between its change and its wake. */
+static const mpool__wait_policy_t parent_policy = {128, 64, PARENT_NAP};
 
 static bool job_done(const void *arg)
 {
@@ -212,7 +213,7 @@ static bool job_done(const void *arg)
 /* Sleeps until the job's done_word is set (bounded nap). */
 static void job_wait(mpool_pool_t *p, mpool__job_t *job, const struct timespec *deadline)
 {
-    if (mpool__wait_spin(&parent_policy, job_done, job)) return;
+    if (mpool__wait_spin_for(&parent_policy, YIELD_FOR, job_done, job)) return;
     mpool__wait_nap(&job->done_word, &job->waiting, job_done, job, deadline, parent_policy.nap);
     health(p);
 }
@@ -231,7 +232,7 @@ static void local_wait(mpool_pool_t *p, mpool__job_t *job, uint32_t seen,
         return;
     }
     mpool__change_t moved = {&sh->event, seen};
-    if (mpool__wait_spin(&parent_policy, mpool__changed, &moved)) return;
+    if (mpool__wait_spin_for(&parent_policy, YIELD_FOR, mpool__changed, &moved)) return;
     mpool__wait_nap(&sh->event, &sh->pwait, mpool__changed, &moved, deadline, parent_policy.nap);
     health(p);
 }

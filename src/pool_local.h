@@ -111,6 +111,7 @@
 #define RING       256u        /* dispatch entries: jobs with unclaimed chunks */
 #define CLAIM_BUSY 0xffffffffu /* claimed field while the parent rewrites an entry */
 #define PARENT_NAP 0.05        /* longest parent sleep between health checks */
+#define YIELD_FOR  18e-6       /* the yields of a pool wait end after this long (wait.h) */
 #define MAX_RESTARTS                                                                               \
     16                          /* server deaths in a row, with no work done in                    \
                                     between, before the pool breaks */

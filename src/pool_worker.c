@@ -84,16 +84,16 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
     return max && *tasks >= max;
 }
 
-/* The idle worker's wait (wait.h). The spinner's spins and yields: the
- * ~2 us of pause and the yields up to ~20 us of the parent's policy (see
- * pool_local.c): a job comes right after the previous one in a loop of
- * applies or maps, and on 2 CPUs the yields hand the CPU to the parent that
- * publishes it. Only one idle worker spins at a time (sh->spinner): the
- * others would take the CPUs from the parent and the busy workers. Nap
- * 1 s: a publisher or a close killed between its store and its wake leaves
- * no worker asleep for longer (mpool__wake skips the system call when no
- * one announced a sleep, so it costs nothing otherwise). */
-static const mpool__wait_policy_t idle_policy = {128, 32, 1.0};
+/* The idle worker's wait (wait.h). The spinner's spins and yields are the
+ * parent's (pool_local.c: ~2 us of pause, then yields for at most
+ * YIELD_FOR): a job comes right after the previous one in a loop of applies
+ * or maps, and on 2 CPUs the yields hand the CPU to the parent that
+ * publishes it. Only one idle worker spins at a time (sh->spinner): more
+ * would take the CPUs from the parent and the busy workers. Nap 1 s: a
+ * publisher or a close killed between its store and its wake leaves no
+ * worker asleep for longer (mpool__wake skips the system call when no one
+ * announced a sleep, so the nap costs nothing otherwise). */
+static const mpool__wait_policy_t idle_policy = {128, 64, 1.0};
 
 typedef struct {
     const shared_t *sh;
@@ -115,7 +115,7 @@ static bool idle(shared_t *sh, wslot_t *s, uint32_t seq)
     idle_t w = {sh, seq};
     if (__atomic_compare_exchange_n(&sh->spinner, &zero, me, false, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED)) {
-        mpool__wait_spin(&idle_policy, idle_over, &w);
+        mpool__wait_spin_for(&idle_policy, YIELD_FOR, idle_over, &w);
         __atomic_store_n(&sh->spinner, 0, __ATOMIC_SEQ_CST);
     }
     if (__atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST) != seq) return true;
