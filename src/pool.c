@@ -6,7 +6,8 @@
  * (the caller's `out` when it lies in the shared heap, else a staging block
  * copied into `out` once the whole job is done), and one progress word per
  * chunk. The backend (ops table) runs the chunks; this file only watches the
- * progress words, hands out results and failures, and orders iterators.
+ * progress words and hands out results and failures (iterators:
+ * src/pool_iter.c).
  */
 #include <mpool/pool.h>
 #include <mpool/shm.h>
@@ -16,7 +17,54 @@
 #include <string.h>
 
 #include "internal.h"
-#include "pool_backend.h"
+#include "pool_front.h"
+
+/* ---- callers in flight ---------------------------------------------------- */
+
+/* Every public call on a pool or on its handles runs between pool_enter and
+ * pool_leave, so that mpool_pool_free, called by another thread, can wait
+ * for the calls in flight to return before it releases anything. free sets
+ * `freeing` and then terminates, which fails every unfinished item: a call
+ * blocked in a wait wakes with its result (ECANCELED for the items not
+ * done) and leaves. The count and the flag form Dekker's pattern (seq_cst
+ * on both sides): a call entering sees `freeing`, or free sees its count.
+ * A call that sees `freeing` on entry touches nothing more and fails. */
+void mpool__pool_leave(mpool_pool_t *p)
+{
+    if (!__atomic_load_n(&p->freeing, __ATOMIC_SEQ_CST)) {
+        /* free, if it starts now, polls the count (FREE_POLL): no wake-up
+         * is needed, and after this decrement `p` may be gone. */
+        __atomic_sub_fetch(&p->users, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    pthread_mutex_lock(&p->lock); /* free cannot pass its check meanwhile */
+    __atomic_sub_fetch(&p->users, 1, __ATOMIC_SEQ_CST);
+    pthread_cond_broadcast(&p->idle);
+    pthread_mutex_unlock(&p->lock);
+}
+
+bool mpool__pool_enter(mpool_pool_t *p)
+{
+    __atomic_add_fetch(&p->users, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&p->freeing, __ATOMIC_SEQ_CST)) return true;
+    mpool__pool_leave(p);
+    return false;
+}
+
+/* free re-checks the count at least this often (seconds). */
+#define FREE_POLL 0.005
+
+/* Under p->lock: returns once no call is in flight. */
+static void await_users(mpool_pool_t *p)
+{
+    while (__atomic_load_n(&p->users, __ATOMIC_SEQ_CST)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += (long)(FREE_POLL * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&p->idle, &p->lock, &ts);
+    }
+}
 
 /* ---- pool-wide state ------------------------------------------------------ */
 
@@ -140,7 +188,7 @@ static void reap_orphans(mpool_pool_t *p)
 /* Waits until cond(arg) holds. 0, or ETIMEDOUT. Even a try (timeout 0)
  * calls the backend's wait once, with a past deadline, so that a caller who
  * only polls still gets dead helpers noticed. */
-static int pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__job_t *job,
+int mpool__pool_wait(mpool_pool_t *p, bool (*cond)(void *), void *arg, mpool__job_t *job,
                      double timeout)
 {
     struct timespec ts;
@@ -181,8 +229,14 @@ mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops, const mpool_poo
     p->opts = o;
     p->ops = ops;
     pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->idle, &ca);
+    pthread_condattr_destroy(&ca);
     int err = p->ops->start(p);
     if (err) {
+        pthread_cond_destroy(&p->idle);
         pthread_mutex_destroy(&p->lock);
         free(p);
         errno = err;
@@ -193,7 +247,7 @@ mpool_pool_t *mpool__pool_new_with(const mpool__pool_ops_t *ops, const mpool_poo
 
 int mpool_pool_close(mpool_pool_t *p)
 {
-    if (!p) return EINVAL;
+    if (!p || !mpool__pool_enter(p)) return EINVAL;
     pthread_mutex_lock(&p->lock);
     int err = p->state == MPOOL__POOL_RUNNING ? 0 : EINVAL;
     if (!err) {
@@ -201,12 +255,13 @@ int mpool_pool_close(mpool_pool_t *p)
         p->ops->close(p);
     }
     pthread_mutex_unlock(&p->lock);
+    mpool__pool_leave(p);
     return err;
 }
 
-int mpool_pool_join(mpool_pool_t *p, double timeout)
+static int pool_join(mpool_pool_t *p, double timeout)
 {
-    if (!p || p->state == MPOOL__POOL_RUNNING) return EINVAL;
+    if (p->state == MPOOL__POOL_RUNNING) return EINVAL;
     struct timespec ts;
     bool limited = mpool__deadline(timeout, &ts);
     int err = p->ops->join(p, limited ? &ts : NULL);
@@ -217,9 +272,17 @@ int mpool_pool_join(mpool_pool_t *p, double timeout)
     return err;
 }
 
-int mpool_pool_terminate(mpool_pool_t *p)
+int mpool_pool_join(mpool_pool_t *p, double timeout)
 {
     if (!p) return EINVAL;
+    if (!mpool__pool_enter(p)) return ECANCELED;
+    int err = pool_join(p, timeout);
+    mpool__pool_leave(p);
+    return err;
+}
+
+static void pool_terminate(mpool_pool_t *p)
+{
     pthread_mutex_lock(&p->lock);
     if (p->state != MPOOL__POOL_TERMINATED) {
         p->state = MPOOL__POOL_TERMINATED;
@@ -229,13 +292,25 @@ int mpool_pool_terminate(mpool_pool_t *p)
         reap_orphans(p);
     }
     pthread_mutex_unlock(&p->lock);
+}
+
+int mpool_pool_terminate(mpool_pool_t *p)
+{
+    if (!p) return EINVAL;
+    if (!mpool__pool_enter(p)) return 0; /* free terminates it */
+    pool_terminate(p);
+    mpool__pool_leave(p);
     return 0;
 }
 
 void mpool_pool_free(mpool_pool_t *p)
 {
     if (!p) return;
-    mpool_pool_terminate(p);
+    __atomic_store_n(&p->freeing, true, __ATOMIC_SEQ_CST);
+    pool_terminate(p);
+    pthread_mutex_lock(&p->lock);
+    await_users(p);
+    pthread_mutex_unlock(&p->lock);
     p->ops->destroy(p);
     while (p->live) {
         mpool_async_t *a = p->live;
@@ -244,18 +319,12 @@ void mpool_pool_free(mpool_pool_t *p)
         free(a);
     }
     for (int k = 0; k < 2; k++) mpool_shm_free(p->cache[k].ptr);
+    pthread_cond_destroy(&p->idle);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
 /* ---- submission ----------------------------------------------------------- */
-
-typedef struct {
-    mpool_task_fn fn;
-    const void *in;
-    void *out; /* NULL: results stay in staging (iterators) */
-    size_t n, in_size, out_size, chunksize;
-} call_t;
 
 static bool in_heap(const void *ptr, size_t len)
 {
@@ -276,7 +345,8 @@ static size_t pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
     return chunksize;
 }
 
-static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes, size_t *out_bytes)
+static int call_check(const mpool_pool_t *p, const mpool__call_t *c, size_t *in_bytes,
+                      size_t *out_bytes)
 {
     if (!p || !c->fn || p->state != MPOOL__POOL_RUNNING || p->broken) return EINVAL;
     if (__builtin_mul_overflow(c->n, c->in_size, in_bytes) ||
@@ -287,7 +357,7 @@ static int call_check(const mpool_pool_t *p, const call_t *c, size_t *in_bytes, 
 }
 
 /* Builds the job of a call in the shared heap. 0, EINVAL or ENOMEM. */
-static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
+static int job_build(mpool_pool_t *p, const mpool__call_t *c, mpool_async_t *a)
 {
     size_t in_bytes, out_bytes;
     int err = call_check(p, c, &in_bytes, &out_bytes);
@@ -325,11 +395,16 @@ static int job_build(mpool_pool_t *p, const call_t *c, mpool_async_t *a)
 }
 
 /* Submits a call; `size` is that of the handle (async or iterator). */
-static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
+mpool_async_t *mpool__submit(mpool_pool_t *p, const mpool__call_t *c, size_t size)
 {
-    mpool_async_t *a = p ? calloc(1, size) : NULL;
+    if (!p || !mpool__pool_enter(p)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    mpool_async_t *a = calloc(1, size);
     if (!a) {
-        errno = p ? ENOMEM : EINVAL;
+        mpool__pool_leave(p);
+        errno = ENOMEM;
         return NULL;
     }
     a->user_out = c->out;
@@ -343,6 +418,7 @@ static mpool_async_t *submit(mpool_pool_t *p, const call_t *c, size_t size)
     else
         job_release(a); /* under the lock: it returns blocks to p->cache */
     pthread_mutex_unlock(&p->lock);
+    mpool__pool_leave(p);
     if (err) {
         free(a);
         errno = err;
@@ -358,8 +434,8 @@ mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const voi
         errno = EINVAL;
         return NULL;
     }
-    call_t c = {fn, in, out, n, in_size, out_size, chunksize};
-    return submit(p, &c, sizeof(mpool_async_t));
+    mpool__call_t c = {fn, in, out, n, in_size, out_size, chunksize};
+    return mpool__submit(p, &c, sizeof(mpool_async_t));
 }
 
 mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn, const void *in,
@@ -371,10 +447,13 @@ mpool_async_t *mpool_pool_apply_async(mpool_pool_t *p, mpool_task_fn fn, const v
 int mpool_pool_map(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n, size_t in_size,
                    void *out, size_t out_size, size_t chunksize)
 {
+    /* One call in flight from submission to release: a free in another
+     * thread must not release the handle between the get and the free. */
+    if (!p || !mpool__pool_enter(p)) return EINVAL;
     mpool_async_t *a = mpool_pool_map_async(p, fn, in, n, in_size, out, out_size, chunksize);
-    if (!a) return errno;
-    int err = mpool_async_get(a, MPOOL_FOREVER);
-    mpool_async_free(a);
+    int err = a ? mpool_async_get(a, MPOOL_FOREVER) : errno;
+    mpool_async_free(a); /* during a free: left to it */
+    mpool__pool_leave(p);
     return err;
 }
 
@@ -391,42 +470,58 @@ static bool async_cond(void *arg)
     return async_check(arg);
 }
 
+static int async_wait(mpool_async_t *a, double timeout)
+{
+    if (a->ready) return 0;
+    return mpool__pool_wait(a->pool, async_cond, a, a->job, timeout);
+}
+
 int mpool_async_wait(mpool_async_t *a, double timeout)
 {
     if (!a) return EINVAL;
-    if (a->ready) return 0;
-    return pool_wait(a->pool, async_cond, a, a->job, timeout);
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
+    int err = async_wait(a, timeout);
+    mpool__pool_leave(a->pool);
+    return err;
 }
 
 bool mpool_async_ready(mpool_async_t *a)
 {
-    if (!a) return false;
-    return a->ready || pool_wait(a->pool, async_cond, a, a->job, 0) == 0;
+    return mpool_async_wait(a, 0) == 0;
 }
 
 int mpool_async_get(mpool_async_t *a, double timeout)
 {
-    int err = mpool_async_wait(a, timeout);
-    if (err) return err;
-    size_t first = a->job->first_fail;
+    if (!a) return EINVAL;
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
+    int err = async_wait(a, timeout);
+    size_t first = err ? SIZE_MAX : a->job->first_fail;
     int status;
-    return first == SIZE_MAX ? 0 : mpool__item_code(a->job, first, &status);
+    if (first != SIZE_MAX) err = mpool__item_code(a->job, first, &status);
+    mpool__pool_leave(a->pool);
+    return err;
 }
 
 int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
 {
     if (!a || !f) return EINVAL;
+    if (!mpool__pool_enter(a->pool)) return ECANCELED;
+    int err = ENODATA;
     size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
-    if (first == SIZE_MAX) return ENODATA;
-    f->index = first;
-    f->code = mpool__item_code(a->job, first, &f->status); /* recorded before first_fail */
-    return 0;
+    if (first != SIZE_MAX) {
+        f->index = first;
+        f->code = mpool__item_code(a->job, first, &f->status); /* recorded before first_fail */
+        err = 0;
+    }
+    mpool__pool_leave(a->pool);
+    return err;
 }
 
 void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
 {
     size_t d = 0, n = 0;
-    if (a) {
+    mpool_pool_t *p = a ? a->pool : NULL;
+    if (p && mpool__pool_enter(p)) {
         const mpool__job_t *j = a->job;
         async_check(a);
         n = j->n;
@@ -437,6 +532,7 @@ void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
             if (!v) break; /* not started: neither are the later ones (mostly) */
             d += v & MPOOL__CHUNK_COUNT;
         }
+        mpool__pool_leave(p);
     }
     if (done) *done = d;
     if (total) *total = n;
@@ -446,6 +542,7 @@ void mpool_async_free(mpool_async_t *a)
 {
     if (!a) return;
     mpool_pool_t *p = a->pool;
+    if (!mpool__pool_enter(p)) return; /* the free under way releases it */
     pthread_mutex_lock(&p->lock);
     if (async_check(a)) {
         live_unlink(a);
@@ -456,83 +553,5 @@ void mpool_async_free(mpool_async_t *a)
         a->user_out = NULL;
     }
     pthread_mutex_unlock(&p->lock);
-}
-
-/* ---- iterators ------------------------------------------------------------ */
-
-static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
-{
-    call_t c = {fn, in, NULL, n, in_size, out_size, chunksize};
-    mpool_iter_t *it = (mpool_iter_t *)submit(p, &c, sizeof(mpool_iter_t));
-    if (!it) return NULL;
-    it->ordered = ordered;
-    it->item = SIZE_MAX;
-    it->left = n;
-    return it;
-}
-
-mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                              size_t in_size, size_t out_size, size_t chunksize)
-{
-    return iter_new(p, fn, in, n, in_size, out_size, chunksize, true);
-}
-
-mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                                        size_t in_size, size_t out_size, size_t chunksize)
-{
-    return iter_new(p, fn, in, n, in_size, out_size, chunksize, false);
-}
-
-/* imap_unordered: finds a complete chunk not handed out yet. Chunks start in
- * order, so the scan stops at the first one not started. */
-static bool unordered_pick(mpool_iter_t *it)
-{
-    mpool__job_t *j = it->a.job;
-    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED)) it->scan++;
-    for (size_t c = it->scan; c < j->nchunks; c++) {
-        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
-        if (!v) break;
-        if (v & MPOOL__CHUNK_REPORTED || (v & MPOOL__CHUNK_COUNT) != mpool__chunk_len(j, c))
-            continue;
-        __atomic_store_n(&j->chunk_done[c], v | MPOOL__CHUNK_REPORTED, __ATOMIC_RELAXED);
-        it->chunk = c;
-        it->item = c * j->chunksize;
-        return true;
-    }
-    return false;
-}
-
-static bool iter_cond(void *arg)
-{
-    mpool_iter_t *it = arg;
-    if (it->item != SIZE_MAX) return true;
-    if (!it->ordered) return unordered_pick(it);
-    if (!mpool__chunk_complete(it->a.job, it->chunk)) return false;
-    it->item = it->chunk * it->a.job->chunksize;
-    return true;
-}
-
-int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
-{
-    if (!it) return EINVAL;
-    if (!it->left) return ENODATA;
-    int err = pool_wait(it->a.pool, iter_cond, it, NULL, timeout);
-    if (err) return err;
-    const mpool__job_t *j = it->a.job;
-    size_t i = it->item;
-    if (out && j->out_size) memcpy(out, j->out + i * j->out_size, j->out_size);
-    if (index) *index = i;
-    it->left--;
-    if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
-        it->item = SIZE_MAX;
-        it->chunk++;
-    }
-    int status;
-    return mpool__item_code(j, i, &status);
-}
-
-void mpool_iter_free(mpool_iter_t *it)
-{
-    if (it) mpool_async_free(&it->a);
+    mpool__pool_leave(p);
 }

@@ -225,6 +225,14 @@ struct mpool_pool {
     /* Serializes submissions, `live` and state changes between the
      * caller's threads (waits run without it). */
     pthread_mutex_t lock;
+    /* Calls in flight and the free that waits for them (src/pool.c,
+     * pool_enter). users: raised by each public call on entry, lowered on
+     * return, by the caller's threads. freeing: 0, then 1 once
+     * mpool_pool_free started (never back). idle: free sleeps on it, under
+     * `lock`, until users is 0. */
+    unsigned users;
+    bool freeing;
+    pthread_cond_t idle;
     /* Staging blocks kept for reuse (under `lock`): a freed large shared
      * block gives its pages back, and faulting them in again in the parent
      * and in every worker costs more than the copy itself. */
@@ -232,30 +240,6 @@ struct mpool_pool {
         void *ptr;
         size_t size;
     } cache[2];
-};
-
-/* The caller-side record of one submitted job (map_async, apply_async, and
- * the core of an iterator). Private memory of the submitting process. */
-struct mpool_async {
-    mpool_pool_t *pool;
-    mpool__job_t *job;
-    void *user_out; /* where results must end up (NULL for iterators) */
-    char *staging;  /* job->out when it is not user_out: freed with the job */
-    char *in_copy;  /* job->in when it is a copy: freed with the job */
-    size_t staging_size, in_copy_size;
-    size_t complete;                 /* chunks [0, complete) are known complete */
-    bool ready;                      /* every item done (and, if staged, copied out) */
-    bool orphan;                     /* the user freed the handle before ready */
-    struct mpool_async *next, *prev; /* pool->live */
-};
-
-struct mpool_iter {
-    struct mpool_async a;
-    bool ordered;
-    size_t chunk; /* chunk being handed out (imap: in order) */
-    size_t item;  /* next item of that chunk to hand out, or SIZE_MAX: none */
-    size_t scan;  /* imap_unordered: chunks below are all reported */
-    size_t left;  /* items not yet handed out */
 };
 
 #endif

@@ -823,6 +823,90 @@ static void test_free_without_join(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
+/* Issue 10 gap: mpool_pool_free in one thread while another is blocked in
+ * a call on the pool. The blocked call returns (its items are cancelled),
+ * free waits for it, and nothing is touched after it is released: the
+ * sanitizer build sees any use after free. */
+enum { B_MAP, B_ITER, B_GET, B_JOIN, B_KINDS };
+
+typedef struct {
+    int kind;
+    mpool_pool_t *p;
+    void *handle; /* B_ITER: the iterator; B_GET: the async */
+    mpool_event_t *ev;
+    pid_t tid;
+    int rc;
+} blocked_t;
+
+static void *blocked_call(void *arg)
+{
+    blocked_t *b = arg;
+    mpool_event_t *evs[4] = {b->ev, b->ev, b->ev, b->ev};
+    __atomic_store_n(&b->tid, gettid(), __ATOMIC_RELEASE);
+    switch (b->kind) {
+    case B_MAP:
+        b->rc = mpool_pool_map(b->p, wait_event, evs, 4, sizeof *evs, NULL, 0, 1);
+        break;
+    case B_ITER:
+        b->rc = mpool_iter_next(b->handle, NULL, NULL, MPOOL_FOREVER);
+        break;
+    case B_GET:
+        b->rc = mpool_async_get(b->handle, MPOOL_FOREVER);
+        break;
+    case B_JOIN:
+        b->rc = mpool_pool_join(b->p, MPOOL_FOREVER);
+        break;
+    }
+    return NULL;
+}
+
+/* Waits until thread `tid` sleeps in the kernel: it is then inside its call
+ * (nothing else in blocked_call sleeps). Bounded by WAIT. */
+static void await_asleep(const blocked_t *b)
+{
+    double end = tu_now() + WAIT;
+    pid_t tid;
+    while (!(tid = __atomic_load_n(&b->tid, __ATOMIC_ACQUIRE)) && tu_now() < end) sched_yield();
+    char st = 0;
+    pid_t pp;
+    while (tu_now() < end && !(tu_stat(tid, &st, &pp) && st == 'S')) usleep(1000);
+    assert_int_equal(st, 'S');
+}
+
+static void test_free_while_blocked(void **state)
+{
+    (void)state;
+    int children = tu_count_children(), fds = tu_count_fds();
+    static const int want[B_KINDS] = {ECANCELED, ECANCELED, ECANCELED, 0};
+    for (int kind = 0; kind < B_KINDS; kind++) {
+        blocked_t b = {.kind = kind, .p = pool(2), .ev = mpool_event_new()};
+        assert_non_null(b.ev);
+        mpool_event_t *evs[4] = {b.ev, b.ev, b.ev, b.ev};
+        if (kind == B_ITER) b.handle = mpool_pool_imap(b.p, wait_event, evs, 4, sizeof *evs, 0, 1);
+        if (kind == B_GET || kind == B_JOIN)
+            b.handle = mpool_pool_map_async(b.p, wait_event, evs, 4, sizeof *evs, NULL, 0, 1);
+        if (kind != B_MAP) assert_non_null(b.handle);
+        if (kind == B_JOIN) assert_int_equal(mpool_pool_close(b.p), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, blocked_call, &b), 0);
+        await_asleep(&b);
+        double t0 = tu_now();
+        mpool_pool_free(b.p); /* also releases b.handle */
+        double took = tu_now() - t0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)WAIT;
+        assert_int_equal(pthread_timedjoin_np(t, NULL, &ts), 0);
+        print_message("free with a thread blocked in call %d: %.3f ms, call returned %d\n", kind,
+                      took * 1e3, b.rc);
+        assert_int_equal(b.rc, want[kind]);
+        assert_true(took < 3.0 * tu_slack());
+        mpool_event_free(b.ev);
+    }
+    assert_int_equal(tu_count_children(), children);
+    assert_int_equal(tu_count_fds(), fds);
+}
+
 /* The only child of this process: the pool's fork server. */
 static pid_t only_child(void)
 {
@@ -1045,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_close_join),
         cmocka_unit_test(test_terminate_during_map),
         cmocka_unit_test(test_free_without_join),
+        cmocka_unit_test(test_free_while_blocked),
         cmocka_unit_test(test_server_killed),
         cmocka_unit_test(test_random_kills),
         cmocka_unit_test(test_sigint_ignored),

@@ -178,7 +178,8 @@ MPOOL_API void mpool_async_free(mpool_async_t *a);
 MPOOL_API int mpool_pool_close(mpool_pool_t *p);
 
 /* After close or terminate: waits for every submitted item to finish and
- * every worker to exit. Returns 0, ETIMEDOUT, or EINVAL (not closed). */
+ * every worker to exit. Returns 0, ETIMEDOUT, EINVAL (not closed), or
+ * ECANCELED when called while another thread frees the pool. */
 MPOOL_API int mpool_pool_join(mpool_pool_t *p, double timeout);
 
 /* Stops now: kills the workers; items running or pending fail with
@@ -190,7 +191,19 @@ MPOOL_API int mpool_pool_terminate(mpool_pool_t *p);
  * Signals no process but the pool's own. Leaves no process, zombie
  * or descriptor behind. Asyncs and iterators of the pool must not be used
  * after (free them before or after; their memory is released here if not).
- * NULL is accepted. */
+ * NULL is accepted.
+ *
+ * Other threads: a call on the pool or its handles that another thread is
+ * in (or blocked in) when free begins is let finish first. Its unfinished
+ * items fail with ECANCELED, so a blocked map, apply, mpool_async_get or
+ * mpool_iter_next returns ECANCELED and a blocked mpool_pool_join returns 0;
+ * free waits for it, which takes as long as the terminate (milliseconds).
+ * A call that starts while free runs touches nothing and fails at once:
+ * submissions and close with EINVAL, waits, get, failure and iter_next with
+ * ECANCELED; mpool_async_ready returns false and mpool_async_free leaves the
+ * handle to free. A call made after free returned uses freed memory, as
+ * with any freed object: to stop threads that loop on the pool, terminate
+ * it, let them see ECANCELED and finish, then free. */
 MPOOL_API void mpool_pool_free(mpool_pool_t *p);
 
 #ifdef __cplusplus

@@ -1,0 +1,96 @@
+/* The Pool's iterators: imap (in order) and imap_unordered (as chunks
+ * complete). An iterator is an async whose results stay in the job's
+ * output (staging) and are handed out one item at a time; chunks are
+ * complete or not, so an ordered iterator waits for its next chunk, and an
+ * unordered one marks each chunk it hands out REPORTED in chunk_done. */
+#include <mpool/pool.h>
+
+#include <string.h>
+
+#include "pool_front.h"
+
+static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
+{
+    mpool__call_t c = {fn, in, NULL, n, in_size, out_size, chunksize};
+    mpool_iter_t *it = (mpool_iter_t *)mpool__submit(p, &c, sizeof(mpool_iter_t));
+    if (!it) return NULL;
+    it->ordered = ordered;
+    it->item = SIZE_MAX;
+    it->left = n;
+    return it;
+}
+
+mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                              size_t in_size, size_t out_size, size_t chunksize)
+{
+    return iter_new(p, fn, in, n, in_size, out_size, chunksize, true);
+}
+
+mpool_iter_t *mpool_pool_imap_unordered(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                                        size_t in_size, size_t out_size, size_t chunksize)
+{
+    return iter_new(p, fn, in, n, in_size, out_size, chunksize, false);
+}
+
+/* imap_unordered: finds a complete chunk not handed out yet. Chunks start in
+ * order, so the scan stops at the first one not started. */
+static bool unordered_pick(mpool_iter_t *it)
+{
+    mpool__job_t *j = it->a.job;
+    while (it->scan < j->nchunks && (j->chunk_done[it->scan] & MPOOL__CHUNK_REPORTED)) it->scan++;
+    for (size_t c = it->scan; c < j->nchunks; c++) {
+        uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
+        if (!v) break;
+        if (v & MPOOL__CHUNK_REPORTED || (v & MPOOL__CHUNK_COUNT) != mpool__chunk_len(j, c))
+            continue;
+        __atomic_store_n(&j->chunk_done[c], v | MPOOL__CHUNK_REPORTED, __ATOMIC_RELAXED);
+        it->chunk = c;
+        it->item = c * j->chunksize;
+        return true;
+    }
+    return false;
+}
+
+static bool iter_cond(void *arg)
+{
+    mpool_iter_t *it = arg;
+    if (it->item != SIZE_MAX) return true;
+    if (!it->ordered) return unordered_pick(it);
+    if (!mpool__chunk_complete(it->a.job, it->chunk)) return false;
+    it->item = it->chunk * it->a.job->chunksize;
+    return true;
+}
+
+static int iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+{
+    if (!it->left) return ENODATA;
+    int err = mpool__pool_wait(it->a.pool, iter_cond, it, NULL, timeout);
+    if (err) return err;
+    const mpool__job_t *j = it->a.job;
+    size_t i = it->item;
+    if (out && j->out_size) memcpy(out, j->out + i * j->out_size, j->out_size);
+    if (index) *index = i;
+    it->left--;
+    if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
+        it->item = SIZE_MAX;
+        it->chunk++;
+    }
+    int status;
+    return mpool__item_code(j, i, &status);
+}
+
+int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+{
+    if (!it) return EINVAL;
+    mpool_pool_t *p = it->a.pool;
+    if (!mpool__pool_enter(p)) return ECANCELED;
+    int err = iter_next(it, out, index, timeout);
+    mpool__pool_leave(p);
+    return err;
+}
+
+void mpool_iter_free(mpool_iter_t *it)
+{
+    if (it) mpool_async_free(&it->a);
+}
