@@ -209,10 +209,10 @@ static struct timespec server_period(const shared_t *sh)
 }
 
 /* The hand-off wait (wait.h). No spin: the parent writes the hand-off
- * right after its fork returns, which takes longer than any useful spin,
- * and a new server is rare. Nap 0.1 s: the parent always wakes it, and if
- * the parent dies first PDEATHSIG ends us, so the nap only guards against
- * a wake lost with a parent thread killed between its store and its wake. */
+ * once its fork returned and it opened our pidfd, which takes longer than
+ * any useful spin, and a new server is rare. Nap 0.1 s: the parent always
+ * writes and wakes, and if it dies first PDEATHSIG ends us, so the nap
+ * only guards against a lost wake-up. */
 static const mpool__wait_policy_t handoff_policy = {0, 0, 0.1};
 
 static bool handed_off(const void *arg)
