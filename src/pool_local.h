@@ -144,8 +144,8 @@ typedef struct {
      * through claimed = CLAIM_BUSY while it rewrites job and nchunks.
      * claimed: chunks taken so far; workers advance it by CAS (+1). */
     uint64_t word;
-    mpool__job_t *job;
-    uint32_t nchunks;
+    mpool__job_t *job; /* parent-written, only while claimed is CLAIM_BUSY */
+    uint32_t nchunks;  /* likewise */
 } dispatch_t;
 
 /* One worker's slot. The worker occupying it writes it; the fork server
@@ -162,13 +162,15 @@ typedef struct MPOOL_ALIGNED {
     uint64_t pos;
     uint32_t rgen; /* ranges started: tells a new item from an old one at the same pos */
     /* Claim intent, set before the claiming CAS and cleared once `job` holds
-     * the chunk, so that a death between the two loses no chunk. */
+     * the chunk, so that a death between the two loses no chunk. iflag:
+     * 0 -> 1 by the worker before its CAS, 1 -> 0 by the worker after it
+     * (won or lost), or by the server settling the slot of a dead one. */
     uint32_t iflag;
     mpool__job_t *ijob;
     uint32_t iseq, ichunk;
     uint32_t state;  /* SLOT_*: worker sets READY or INITFAIL; server resets */
     int32_t init_rc; /* the initializer's return value, with SLOT_INITFAIL */
-    uint64_t ident;  /* mpool__self() of the occupant, 0 none */
+    uint64_t ident;  /* mpool__self() of the occupant (by it), 0 none (by the server) */
     /* Server-private: the occupant's pid (0 none) and the timeout sampler. */
     pid_t pid;
     uint32_t seen_rgen;
@@ -179,14 +181,16 @@ typedef struct MPOOL_ALIGNED {
 typedef struct {
     /* Jobs published (a futex: idle workers sleep on it). Parent-written. */
     uint32_t tail MPOOL_ALIGNED;
-    uint32_t idle_waiters; /* workers asleep, or about to be, on tail */
+    uint32_t idle_waiters; /* workers asleep, or about to be, on tail (wait.h's count) */
     /* 1 + the slot index of the idle worker that spins (one at a time), 0
      * none. Set and cleared by that worker; the server clears it if the
      * worker died spinning. */
     uint32_t spinner;
     uint32_t closing; /* 0 -> 1 by the parent at close */
     /* Moves on every chunk completion and every server settlement (a
-     * futex: the parent sleeps on it). pwait: parent threads asleep. */
+     * futex: the parent sleeps on it), and once at terminate (the parent:
+     * ends the feeder's sleep). pwait: parent threads asleep, or about to
+     * be, on event (wait.h's count). */
     uint32_t event MPOOL_ALIGNED;
     uint32_t pwait;
     uint32_t ready; /* workers initialized (counted up by workers) */
@@ -219,8 +223,10 @@ typedef struct {
 } shared_t;
 
 /* The layout claims the code above relies on. */
-_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
-               "64-bit words (dispatch word, pos, ident, tag) are read atomically");
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) &&
+                   __atomic_always_lock_free(sizeof(mpool__job_t *), 0),
+               "64-bit words (dispatch word, pos, ident, tag) and job pointers (slot job, "
+               "entry job) are read and written atomically across processes");
 _Static_assert(offsetof(dispatch_t, word) % 8 == 0 && sizeof(dispatch_t) % 8 == 0 &&
                    offsetof(shared_t, ring) % 8 == 0,
                "every dispatch word is 8-byte aligned: one atomic CAS");
