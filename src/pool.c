@@ -86,6 +86,21 @@ static void live_unlink(mpool_async_t *a)
     if (a->next) a->next->prev = a->prev;
 }
 
+void mpool__pool_adopt(mpool_pool_t *p, mpool_async_t *a)
+{
+    pthread_mutex_lock(&p->lock);
+    live_link(p, a);
+    pthread_mutex_unlock(&p->lock);
+}
+
+void mpool__pool_drop(mpool_async_t *a)
+{
+    mpool_pool_t *p = a->pool;
+    pthread_mutex_lock(&p->lock);
+    live_unlink(a);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Staging blocks from CACHE_MIN up are cached, at most CACHE_MAX each. */
 #define CACHE_MIN ((size_t)64 << 10)
 #define CACHE_MAX ((size_t)64 << 20)
@@ -123,6 +138,11 @@ static void stage_free(mpool_pool_t *p, void *ptr, size_t size)
 
 static void job_release(mpool_async_t *a)
 {
+    if (a->source) {
+        mpool__source_release(a);
+        return;
+    }
+    if (a->bytes) mpool__bytes_release(a);
     stage_free(a->pool, a->in_copy, a->in_copy_size);
     stage_free(a->pool, a->staging, a->staging_size);
     if (a->job) __atomic_store_n(&a->job->tag, 0, __ATOMIC_RELEASE);
@@ -160,13 +180,17 @@ void mpool__pool_break(mpool_pool_t *p, int code, int status)
     __atomic_store_n(&p->broken, code, __ATOMIC_RELEASE);
 }
 
-/* True once every chunk of the job is complete; copies staged results out. */
-static bool async_check(mpool_async_t *a)
+/* True once every chunk of the job is complete; copies staged results out
+ * (bytes: moves out those of every chunk complete so far, also before the
+ * end, so that the shared heap holds only what is not collected yet). */
+bool mpool__async_check(mpool_async_t *a)
 {
     if (a->ready) return true;
     const mpool__job_t *j = a->job;
     while (a->complete < j->nchunks && mpool__chunk_complete(j, a->complete)) a->complete++;
-    if (a->complete < j->nchunks) return false;
+    bool done = a->complete == j->nchunks; /* before the collection: it must see them all */
+    if (a->bytes) mpool__bytes_collect(a);
+    if (!done) return false;
     if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
     a->ready = true;
     return true;
@@ -177,7 +201,7 @@ static void reap_orphans(mpool_pool_t *p)
 {
     for (mpool_async_t *a = p->live, *next; a; a = next) {
         next = a->next;
-        if (a->orphan && async_check(a)) {
+        if (a->orphan && mpool__async_check(a)) {
             live_unlink(a);
             job_release(a);
             free(a);
@@ -326,14 +350,14 @@ void mpool_pool_free(mpool_pool_t *p)
 
 /* ---- submission ----------------------------------------------------------- */
 
-static bool in_heap(const void *ptr, size_t len)
+bool mpool__in_heap(const void *ptr, size_t len)
 {
     return len && mpool_shm_contains(ptr) && mpool_shm_contains((const char *)ptr + len - 1);
 }
 
 /* Python's rule: ceil(n / (4 * processes)); then bounded so that a chunk
  * count fits its progress word and the dispatch word. */
-static size_t pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
+size_t mpool__pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize)
 {
     if (chunksize == 0) {
         size_t w = 4 * (size_t)p->opts.processes;
@@ -362,14 +386,14 @@ static int job_build(mpool_pool_t *p, const mpool__call_t *c, mpool_async_t *a)
     size_t in_bytes, out_bytes;
     int err = call_check(p, c, &in_bytes, &out_bytes);
     if (err) return err;
-    size_t cs = pick_chunksize(p, c->n, c->chunksize);
+    size_t cs = mpool__pick_chunksize(p, c->n, c->chunksize);
     size_t nchunks = c->n / cs + (c->n % cs != 0);
     size_t cfail_at, codes_at, size = mpool__job_size(c->n, nchunks, &cfail_at, &codes_at);
     mpool__job_t *j = size ? mpool_shm_alloc(size) : NULL;
     if (!j) return ENOMEM;
     a->job = j;
     *j = (mpool__job_t){.fn = c->fn,
-                        .ctx = p->opts.ctx,
+                        .ctx = c->ctx,
                         .n = c->n,
                         .in_size = c->in_size,
                         .out_size = c->out_size,
@@ -380,13 +404,13 @@ static int job_build(mpool_pool_t *p, const mpool__call_t *c, mpool_async_t *a)
                         .out = c->out,
                         .cfail = (mpool__chunk_fail_t *)((char *)j + cfail_at),
                         .codes = (uint32_t *)((char *)j + codes_at)};
-    if (in_bytes && !in_heap(c->in, in_bytes)) {
+    if (in_bytes && !mpool__in_heap(c->in, in_bytes)) {
         if (!(a->in_copy = stage_alloc(p, in_bytes))) return ENOMEM;
         a->in_copy_size = in_bytes;
         memcpy(a->in_copy, c->in, in_bytes);
         j->in = a->in_copy;
     }
-    if (out_bytes && !in_heap(c->out, out_bytes)) {
+    if (out_bytes && !mpool__in_heap(c->out, out_bytes)) {
         if (!(a->staging = stage_alloc(p, out_bytes))) return ENOMEM;
         a->staging_size = out_bytes;
         j->out = a->staging;
@@ -434,7 +458,7 @@ mpool_async_t *mpool_pool_map_async(mpool_pool_t *p, mpool_task_fn fn, const voi
         errno = EINVAL;
         return NULL;
     }
-    mpool__call_t c = {fn, in, out, n, in_size, out_size, chunksize};
+    mpool__call_t c = {fn, in, out, p ? p->opts.ctx : NULL, n, in_size, out_size, chunksize};
     return mpool__submit(p, &c, sizeof(mpool_async_t));
 }
 
@@ -467,13 +491,34 @@ int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t i
 
 static bool async_cond(void *arg)
 {
-    return async_check(arg);
+    return mpool__async_check(arg);
+}
+
+/* The lowest failed item so far, SIZE_MAX when none. */
+static size_t first_failure(const mpool_async_t *a)
+{
+    size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
+    if (a->bytes) {
+        size_t local = mpool__bytes_first_local_failure(a);
+        if (local < first) first = local;
+    }
+    return first;
+}
+
+int mpool__async_item_code(const mpool_async_t *a, size_t i, int *status)
+{
+    if (a->bytes && mpool__bytes_first_local_failure(a) == i) {
+        *status = 0;
+        return ENOMEM;
+    }
+    return mpool__item_code(a->job, i, status);
 }
 
 static int async_wait(mpool_async_t *a, double timeout)
 {
     if (a->ready) return 0;
-    return mpool__pool_wait(a->pool, async_cond, a, a->job, timeout);
+    /* Bytes: wake at every chunk, to move its outputs out of the heap. */
+    return mpool__pool_wait(a->pool, async_cond, a, a->bytes ? NULL : a->job, timeout);
 }
 
 int mpool_async_wait(mpool_async_t *a, double timeout)
@@ -494,10 +539,9 @@ int mpool_async_get(mpool_async_t *a, double timeout)
 {
     if (!a) return EINVAL;
     if (!mpool__pool_enter(a->pool)) return ECANCELED;
-    int err = async_wait(a, timeout);
-    size_t first = err ? SIZE_MAX : a->job->first_fail;
-    int status;
-    if (first != SIZE_MAX) err = mpool__item_code(a->job, first, &status);
+    int err = async_wait(a, timeout), status;
+    size_t first = err ? SIZE_MAX : first_failure(a);
+    if (first != SIZE_MAX) err = mpool__async_item_code(a, first, &status);
     mpool__pool_leave(a->pool);
     return err;
 }
@@ -507,10 +551,10 @@ int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
     if (!a || !f) return EINVAL;
     if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = ENODATA;
-    size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
+    size_t first = first_failure(a);
     if (first != SIZE_MAX) {
         f->index = first;
-        f->code = mpool__item_code(a->job, first, &f->status); /* recorded before first_fail */
+        f->code = mpool__async_item_code(a, first, &f->status); /* recorded before first_fail */
         err = 0;
     }
     mpool__pool_leave(a->pool);
@@ -523,7 +567,7 @@ void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
     mpool_pool_t *p = a ? a->pool : NULL;
     if (p && mpool__pool_enter(p)) {
         const mpool__job_t *j = a->job;
-        async_check(a);
+        mpool__async_check(a);
         n = j->n;
         d = a->complete * j->chunksize;
         if (d > n) d = n;
@@ -544,7 +588,7 @@ void mpool_async_free(mpool_async_t *a)
     mpool_pool_t *p = a->pool;
     if (!mpool__pool_enter(p)) return; /* the free under way releases it */
     pthread_mutex_lock(&p->lock);
-    if (async_check(a)) {
+    if (mpool__async_check(a)) {
         live_unlink(a);
         job_release(a);
         free(a);

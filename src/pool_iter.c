@@ -9,16 +9,20 @@
 
 #include "pool_front.h"
 
-static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
-                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
+static mpool_iter_t *iter_init(mpool_iter_t *it, size_t n, bool ordered)
 {
-    mpool__call_t c = {fn, in, NULL, n, in_size, out_size, chunksize};
-    mpool_iter_t *it = (mpool_iter_t *)mpool__submit(p, &c, sizeof(mpool_iter_t));
     if (!it) return NULL;
     it->ordered = ordered;
     it->item = SIZE_MAX;
     it->left = n;
     return it;
+}
+
+static mpool_iter_t *iter_new(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
+                              size_t in_size, size_t out_size, size_t chunksize, bool ordered)
+{
+    mpool__call_t c = {fn, in, NULL, p ? p->opts.ctx : NULL, n, in_size, out_size, chunksize};
+    return iter_init((mpool_iter_t *)mpool__submit(p, &c, sizeof(mpool_iter_t)), n, ordered);
 }
 
 mpool_iter_t *mpool_pool_imap(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t n,
@@ -52,7 +56,7 @@ static bool unordered_pick(mpool_iter_t *it)
     return false;
 }
 
-static bool iter_cond(void *arg)
+bool mpool__iter_ready(void *arg)
 {
     mpool_iter_t *it = arg;
     if (it->item != SIZE_MAX) return true;
@@ -62,35 +66,63 @@ static bool iter_cond(void *arg)
     return true;
 }
 
-static int iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+int mpool__iter_take(mpool_iter_t *it, void *out, size_t *index)
 {
-    if (!it->left) return ENODATA;
-    int err = mpool__pool_wait(it->a.pool, iter_cond, it, NULL, timeout);
-    if (err) return err;
     const mpool__job_t *j = it->a.job;
     size_t i = it->item;
-    if (out && j->out_size) memcpy(out, j->out + i * j->out_size, j->out_size);
+    int status, code = mpool__item_code(j, i, &status);
     if (index) *index = i;
+    if (it->a.bytes) {
+        mpool_bytes_t *b = out;
+        *b = (mpool_bytes_t){NULL, 0};
+        if (!code && mpool__bytes_take(&it->a, i, b)) return ENOMEM; /* not consumed */
+    } else if (out && j->out_size) {
+        memcpy(out, j->out + i * j->out_size, j->out_size);
+    }
     it->left--;
     if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
+        if (it->a.bytes) mpool__bytes_chunk_done(&it->a, it->chunk);
         it->item = SIZE_MAX;
         it->chunk++;
     }
-    int status;
-    return mpool__item_code(j, i, &status);
+    return code;
 }
 
-int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+/* Both kinds of next: `bytes` says which the caller asked for. */
+static int iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout, bool bytes)
 {
-    if (!it) return EINVAL;
+    if (!it || (bytes && !out)) return EINVAL;
+    if (it->a.source) return bytes ? mpool__source_next(it, out, index, timeout) : EINVAL;
+    if (bytes != (it->a.bytes != NULL)) return EINVAL;
     mpool_pool_t *p = it->a.pool;
     if (!mpool__pool_enter(p)) return ECANCELED;
-    int err = iter_next(it, out, index, timeout);
+    int err = it->left ? mpool__pool_wait(p, mpool__iter_ready, it, NULL, timeout) : ENODATA;
+    if (!err) err = mpool__iter_take(it, out, index);
     mpool__pool_leave(p);
     return err;
 }
 
+int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double timeout)
+{
+    return iter_next(it, out, index, timeout, false);
+}
+
+int mpool_iter_next_bytes(mpool_iter_t *it, mpool_bytes_t *out, size_t *index, double timeout)
+{
+    return iter_next(it, out, index, timeout, true);
+}
+
+mpool_iter_t *mpool_pool_imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
+                                    size_t n, size_t chunksize, bool ordered)
+{
+    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_iter_t));
+    return iter_init((mpool_iter_t *)a, n, ordered);
+}
+
 void mpool_iter_free(mpool_iter_t *it)
 {
-    if (it) mpool_async_free(&it->a);
+    if (it && it->a.source)
+        mpool__source_free(it);
+    else if (it)
+        mpool_async_free(&it->a);
 }

@@ -19,6 +19,15 @@
  * valid until then. The output of a failed item is unspecified. A NULL
  * `in` (or `out`) is accepted when in_size (or out_size) is 0.
  *
+ * The pointer trap: items are copied as bytes, so a pointer inside an item
+ * (a struct holding a `char *` to a string, a buffer malloc'd after the
+ * pool was made) points, in the worker, into the worker's own copy of the
+ * caller's memory as it was when the pool (or its fork server) was made:
+ * memory allocated later is garbage or unmapped there, and no error comes
+ * back. Two ways out: map bytes items (mpool_pool_map_bytes and friends
+ * below, each item a {data, len} that the pool copies whole), or keep the
+ * data in mpool_shm_alloc memory, which every process sees.
+ *
  * Work is split into chunks of `chunksize` items (0: Python's rule,
  * ceil(n / (4 * processes))); workers claim chunks in order from a shared
  * cursor and run the items of a chunk one after the other.
@@ -146,6 +155,123 @@ MPOOL_API int mpool_iter_next(mpool_iter_t *it, void *out, size_t *index, double
 /* Frees an iterator; work not yet consumed is still finished or cancelled
  * by the pool, never left running against freed memory. NULL is accepted. */
 MPOOL_API void mpool_iter_free(mpool_iter_t *it);
+
+/* ---- bytes items: inputs and outputs of any length -------------------------
+ *
+ * An item is a byte string: mpool_bytes_t {data, len}. The task gets the
+ * item's bytes and appends its result to an mpool_out_t, whose size need not
+ * be known in advance:
+ *
+ *     int reverse(const void *in, size_t len, mpool_out_t *out, void *ctx)
+ *     {
+ *         char *r = mpool_out_reserve(out, len);
+ *         if (!r) return errno;                      // the item fails, status ENOMEM
+ *         for (size_t i = 0; i < len; i++) r[i] = ((const char *)in)[len - 1 - i];
+ *         return 0;
+ *     }
+ *     mpool_pool_map_bytes(pool, reverse, items, n, results, 0);
+ *     ... results[i].data is malloc'd: free() each ...
+ *
+ * Inputs are read when the call returns: copied into the shared heap, or
+ * read in place when an item already lies there (then it must stay
+ * unchanged until its result is in). An empty item (len 0) is an item; its
+ * task gets a valid pointer and len 0. Outputs are moved out of the shared
+ * heap into buffers malloc'd in the caller's process as chunks complete,
+ * while the caller waits or iterates, so the shared heap holds only the
+ * items in flight and the results not yet collected, whatever n and the
+ * output sizes. A successful empty output is {NULL, 0}; a failed item's is
+ * {NULL, 0} too, and its code tells them apart.
+ *
+ * Failures are as for fixed-size items: a task that returns non-zero fails
+ * its item (MPOOL_ETASK, status = its return value) and what it wrote is
+ * discarded; a worker that dies fails only the item it was running
+ * (MPOOL_EWORKER), never delivering half an output. The MPI backend does
+ * not run bytes items: the calls fail with EINVAL on an MPI pool (an item
+ * names memory of the caller's address space). */
+typedef struct {
+    void *data;
+    size_t len;
+} mpool_bytes_t;
+
+/* A task's result being written; valid only inside that task call. */
+typedef struct mpool_out mpool_out_t;
+
+/* A bytes task: reads len bytes at `in` (valid for the call), appends its
+ * result to `out`. Non-zero = failure (reported as mpool_failure_t.status). */
+typedef int (*mpool_bytes_fn)(const void *in, size_t len, mpool_out_t *out, void *ctx);
+
+/* In a task: appends len bytes to its output. 0, ENOMEM (the shared heap
+ * cannot hold the output; the task may return it as its failure), or EINVAL
+ * (NULL out, or NULL data with len > 0). */
+MPOOL_API int mpool_out_write(mpool_out_t *out, const void *data, size_t len);
+
+/* In a task: appends len bytes to its output and returns where they are,
+ * to be filled in place (16-byte aligned when nothing was written before;
+ * valid until the next write or reserve on `out`). NULL with errno ENOMEM
+ * or EINVAL. */
+MPOOL_API void *mpool_out_reserve(mpool_out_t *out, size_t len);
+
+/* Applies fn to n bytes items, leaving each result in out[i] (malloc'd:
+ * free() each data). Chunks as for mpool_pool_map. Blocks until every item
+ * is done. Returns 0, the first failure's code (MPOOL_ETASK, MPOOL_EWORKER,
+ * ECANCELED, or ENOMEM when the caller's process could not allocate a
+ * result's copy; that item's out is {NULL, 0}), EINVAL (NULL fn, in or out
+ * with n > 0, an item with NULL data and len > 0, pool closed or broken, an
+ * MPI pool), or ENOMEM (the shared heap cannot hold the inputs). */
+MPOOL_API int mpool_pool_map_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
+                                   size_t n, mpool_bytes_t *out, size_t chunksize);
+
+/* The same without waiting; NULL with errno EINVAL or ENOMEM. out[] is set
+ * to {NULL, 0} at once and filled as chunks complete, during the calls on
+ * the handle (wait, ready, get, progress); it must stay valid until the
+ * handle is ready or freed. Results not yet collected when the handle is
+ * freed are dropped (and their memory released). */
+MPOOL_API mpool_async_t *mpool_pool_map_bytes_async(mpool_pool_t *p, mpool_bytes_fn fn,
+                                                    const mpool_bytes_t *in, size_t n,
+                                                    mpool_bytes_t *out, size_t chunksize);
+
+/* Applies fn lazily; results come from mpool_iter_next_bytes, in input
+ * order (ordered) or as chunks complete. Results wait in the shared heap
+ * until they are returned. NULL with errno, as mpool_pool_map_bytes_async. */
+MPOOL_API mpool_iter_t *mpool_pool_imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn,
+                                              const mpool_bytes_t *in, size_t n, size_t chunksize,
+                                              bool ordered);
+
+/* The next result of a bytes or source iterator: *out gets a malloc'd copy
+ * (free() it; {NULL, 0} for an empty output or a failed item) and *index
+ * its input index (may be NULL). Waits up to `timeout`. Returns 0, the
+ * item's failure code (iteration can go on), ENODATA when every item has
+ * been returned, ETIMEDOUT, ENOMEM when the copy could not be made (the
+ * item stays: call again), or for a source the code that ended it (once,
+ * then ENODATA). EINVAL for NULL it or out, or a fixed-size iterator (and
+ * mpool_iter_next gives EINVAL on bytes and source iterators). */
+MPOOL_API int mpool_iter_next_bytes(mpool_iter_t *it, mpool_bytes_t *out, size_t *index,
+                                    double timeout);
+
+/* ---- sources: a stream of items of any length, in bounded memory ----------
+ *
+ * A source yields the next input item: returns 0 and sets *item (the pool
+ * copies its bytes before calling again, so the source may reuse its
+ * buffer), ENODATA at the end, or any other code to end the stream with
+ * that code. */
+typedef int (*mpool_source_fn)(void *state, mpool_bytes_t *item);
+
+/* Maps fn over the items a source yields. At most `window` items are read
+ * from the source and not yet returned by mpool_iter_next_bytes (0: 16 per
+ * worker, at least 64: enough that no worker waits for input while the
+ * caller waits for results; see docs/BENCHMARKS.md), so a stream of any
+ * length runs in memory bounded by the window times the item sizes. The
+ * source is called only from the caller's thread, inside this call and
+ * inside mpool_iter_next_bytes; indexes count from 0 in source order.
+ * Ordered iteration returns items in source order; unordered returns each
+ * once, as it completes. A source error ends the iteration after the items
+ * read before it were returned. After mpool_pool_close or terminate the
+ * source is read no more: what was read completes (or is cancelled), then
+ * the iteration ends with EINVAL. NULL with errno EINVAL (NULL p, fn or
+ * next, pool closed, MPI pool) or ENOMEM. */
+MPOOL_API mpool_iter_t *mpool_pool_imap_source(mpool_pool_t *p, mpool_bytes_fn fn,
+                                               mpool_source_fn next, void *state, size_t window,
+                                               bool ordered);
 
 /* Waits until every item of the call is done. Returns 0 once ready, or
  * ETIMEDOUT. */
