@@ -143,11 +143,9 @@ static void spare_done(void)
     pthread_mutex_unlock(&spare_lock);
 }
 
-/* Reads state and start time (field 22 of /proc/<tid>/stat). The command
- * name (field 2) may hold spaces and parentheses, so parse after the last
- * ')'. Returns 0, or the errno of the failure (ENOENT: no such thread, or no
- * /proc). */
-static int read_stat(pid_t tid, char *state, uint64_t *start)
+/* The command name (field 2) may hold spaces and parentheses, so parse
+ * after the last ')'. */
+int mpool__read_stat(pid_t tid, char *state, pid_t *ppid, uint64_t *start)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
@@ -164,11 +162,12 @@ static int read_stat(pid_t tid, char *state, uint64_t *start)
     if (!p || p[1] != ' ') return EIO;
     p += 2;
     *state = *p;
-    /* Field 3 is the state; the start time is 19 fields further on. */
+    /* Field 3 is the state, 4 the parent; the start time is field 22. */
     for (int field = 3; field < 22; field++) {
         p = strchr(p, ' ');
         if (!p) return EIO;
         p++;
+        if (field == 3 && ppid) *ppid = (pid_t)strtol(p, NULL, 10);
     }
     *start = strtoull(p, NULL, 10);
     return 0;
@@ -179,7 +178,7 @@ __attribute__((cold)) uint64_t mpool__self_slow(void)
     pid_t tid = (pid_t)syscall(SYS_gettid);
     char state;
     uint64_t start = 0;
-    int err = read_stat(tid, &state, &start);
+    int err = mpool__read_stat(tid, &state, NULL, &start);
     /* Our own thread is alive, so ENOENT means /proc is not mounted: then
      * nobody can read start times and mpool__thread_dead falls back on the
      * TID alone, which this identity matches. Any other failure may pass
@@ -200,7 +199,7 @@ bool mpool__thread_dead(uint64_t id)
     char state;
     uint64_t start;
     if (tid <= 0) return false;
-    if (read_stat(tid, &state, &start) != 0) {
+    if (mpool__read_stat(tid, &state, NULL, &start) != 0) {
         /* No /proc entry (or none readable): dead only if no task has that
          * TID at all. A TID reused by a newer thread reads as alive: the
          * error is towards waiting, never towards taking a live holder's

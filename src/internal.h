@@ -74,6 +74,13 @@ static inline pid_t mpool__tid(void)
  * dead: errors lean towards "alive", so a live holder is never robbed. */
 bool mpool__thread_dead(uint64_t id);
 
+/* Reads /proc/<tid>/stat: the state letter (field 3), the parent's pid
+ * (field 4; ppid may be NULL) and the start time (field 22, clock ticks
+ * since boot). Works with a full descriptor table too (the reserve above).
+ * Returns 0, or the errno of the failure (ENOENT: no such thread, or no
+ * /proc; EIO: unreadable contents). */
+int mpool__read_stat(pid_t tid, char *state, pid_t *ppid, uint64_t *start);
+
 /* ---- fork -------------------------------------------------------------------
  * Flushes stdio, then forks. In the child the identity cache is fresh and,
  * when `die_with_parent`, the child gets SIGKILL once the forking thread

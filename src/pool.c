@@ -174,6 +174,12 @@ static void check_broken(mpool_pool_t *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+void mpool__pool_break(mpool_pool_t *p, int code, int status)
+{
+    p->broken_status = status;
+    __atomic_store_n(&p->broken, code, __ATOMIC_RELEASE);
+}
+
 /* True once every chunk of the job is complete; copies staged results out
  * (bytes: moves out those of every chunk complete so far, also before the
  * end, so that the shared heap holds only what is not collected yet). */

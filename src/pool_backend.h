@@ -106,6 +106,21 @@ typedef struct mpool__job {
     uint32_t chunk_done[];
 } mpool__job_t;
 
+/* The layout claims of the job record that every process relies on. */
+_Static_assert((MPOOL__CHUNK_REPORTED & MPOOL__CHUNK_STARTED) == 0 &&
+                   ((MPOOL__CHUNK_REPORTED | MPOOL__CHUNK_STARTED) & MPOOL__CHUNK_COUNT) == 0,
+               "chunk_done: the two flags and the count never overlap");
+_Static_assert(sizeof(mpool__chunk_fail_t) == 8 && offsetof(mpool__chunk_fail_t, off1) == 0,
+               "a chunk's failure record is two 32-bit words");
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) &&
+                   offsetof(mpool__job_t, tag) % 8 == 0,
+               "tag is read atomically, even from memory that was freed and reused");
+_Static_assert(__atomic_always_lock_free(sizeof(size_t), 0) &&
+                   offsetof(mpool__job_t, first_fail) % sizeof(size_t) == 0,
+               "first_fail is lowered by CAS from any process");
+_Static_assert(offsetof(mpool__job_t, chunk_done) == sizeof(mpool__job_t),
+               "chunk_done starts right after the header (mpool__job_size)");
+
 /* Items in chunk c. */
 static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
 {
@@ -178,6 +193,15 @@ typedef struct mpool__pool_ops {
     void (*destroy)(mpool_pool_t *p);
 } mpool__pool_ops_t;
 
+/* The backend's one write into the front end's state: the pool is broken
+ * (a backend-wide failure, e.g. the fork server died too often). Call it
+ * only once no worker can touch any job again, from the caller's threads
+ * (inside wait, join or submit): the pool code then fails every unfinished
+ * item with (code, status), and further submissions fail with EINVAL.
+ * Of struct mpool_pool, backends read `opts` and `broken` and own `impl`;
+ * they write nothing else of it. */
+void mpool__pool_break(mpool_pool_t *p, int code, int status);
+
 /* The local backend: fork server + forked workers over the shared heap. */
 extern const mpool__pool_ops_t mpool__pool_local_ops;
 
@@ -194,10 +218,7 @@ struct mpool_pool {
     void *impl;
     mpool_pool_opts_t opts; /* processes resolved (never 0) */
     int state;              /* MPOOL__POOL_*; changed by the owning process only */
-    /* Backend-wide failure, set by the backend (inside wait, join or
-     * submit) only once no worker can touch any job again: the pool code then
-     * fails every unfinished item with (broken, broken_status), and further
-     * submissions fail with EINVAL. */
+    /* Backend-wide failure, set only by mpool__pool_break (see there). */
     int broken, broken_status;
     bool broken_applied;      /* the unfinished items were failed already */
     struct mpool_async *live; /* every async/iter whose job is not released */

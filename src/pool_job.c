@@ -7,9 +7,18 @@
 #include <limits.h>
 #include <string.h>
 
-#include "futex.h"
 #include "internal.h"
 #include "pool_backend.h"
+#include "wait.h"
+
+/* The block of mpool__job_size: header and chunk_done, cfail at the next
+ * multiple of 8, then the code words; from mpool_shm_alloc (cache-line
+ * aligned). */
+_Static_assert(_Alignof(mpool__chunk_fail_t) <= 8 && sizeof(mpool__chunk_fail_t) % 4 == 0,
+               "the cfail records are aligned at a multiple of 8, the codes right after");
+_Static_assert(_Alignof(mpool__job_t) <= MPOOL_CACHELINE,
+               "mpool_shm_alloc's cache-line alignment is enough for a job");
+_Static_assert(sizeof(uint32_t) * CHAR_BIT == 2 * 16, "codes: two bits per item, 16 items a word");
 
 /* Two bits per item in job->codes. */
 static uint32_t code_bits(int code)
@@ -62,10 +71,11 @@ void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
     }
 }
 
+/* The waker's half of the parent's job wait (wait.h; pool_local.c). */
 static void job_done_wake(mpool__job_t *j)
 {
     __atomic_store_n(&j->done_word, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&j->waiting, __ATOMIC_SEQ_CST)) mpool__futex_wake(&j->done_word, INT_MAX);
+    mpool__wake(&j->done_word, &j->waiting, INT32_MAX);
 }
 
 void mpool__job_count_chunk(mpool__job_t *j)

@@ -5,11 +5,14 @@
 
 #include "futex.h"
 
-bool mpool__wait_yield(const mpool__wait_policy_t *pol, mpool__ready_fn ready, const void *arg)
+bool mpool__wait_yield_for(const mpool__wait_policy_t *pol, double seconds, mpool__ready_fn ready,
+                           const void *arg)
 {
+    double end = seconds > 0 ? mpool__now() + seconds : 0; /* no clock read without a bound */
     for (unsigned i = 0; i < pol->yields; i++) {
         if (ready(arg)) return true;
         sched_yield();
+        if (end > 0 && mpool__now() > end) break;
     }
     return ready(arg);
 }

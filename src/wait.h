@@ -65,16 +65,28 @@ static inline const struct timespec *mpool__wait_deadline(double timeout, struct
 }
 
 /* Step 1: true as soon as ready(arg) holds, false after the policy's spins
- * and yields. Inline, so that a known ready function is inlined too. */
-bool mpool__wait_yield(const mpool__wait_policy_t *pol, mpool__ready_fn ready, const void *arg);
-static inline bool mpool__wait_spin(const mpool__wait_policy_t *pol, mpool__ready_fn ready,
-                                    const void *arg)
+ * and yields. Inline, so that a known ready function is inlined too.
+ *
+ * mpool__wait_spin_for: the same, but the yields also end once `seconds`
+ * have passed since the first (0: no such bound). For waiters that share
+ * the CPUs with busy partners (the pool's parent and workers): there one
+ * yield may hand the CPU away for a whole time slice (milliseconds), and a
+ * count of yields alone would outlast a short timeout many times over. */
+bool mpool__wait_yield_for(const mpool__wait_policy_t *pol, double seconds, mpool__ready_fn ready,
+                           const void *arg);
+static inline bool mpool__wait_spin_for(const mpool__wait_policy_t *pol, double seconds,
+                                        mpool__ready_fn ready, const void *arg)
 {
     for (unsigned i = 0; i < pol->spins; i++) {
         if (ready(arg)) return true;
         mpool__cpu_relax();
     }
-    return pol->yields ? mpool__wait_yield(pol, ready, arg) : ready(arg);
+    return pol->yields ? mpool__wait_yield_for(pol, seconds, ready, arg) : ready(arg);
+}
+static inline bool mpool__wait_spin(const mpool__wait_policy_t *pol, mpool__ready_fn ready,
+                                    const void *arg)
+{
+    return mpool__wait_spin_for(pol, 0, ready, arg);
 }
 
 /* Steps 2 and 3 once: announce on `sleepers`, re-check, sleep on `word` at

@@ -1,0 +1,272 @@
+/* The Pool's local backend, the fork server process: forks the workers,
+ * reaps them, settles a dead worker's slot (the item it ran fails, the rest
+ * of its range goes to the replacement), enforces task_timeout, and exits
+ * once the pool is closed and drained, or stopped. Layout, states and the
+ * ways a death is detected: pool_local.h. */
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "pool_local.h"
+
+/* ---- settling a dead worker's slot (this server, or a new one) ------------ */
+
+static bool someone_else_claiming(shared_t *sh, wslot_t *s)
+{
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *o = &sh->slots[k];
+        if (o != s && ld32(&o->iflag) && o->ijob == s->ijob && o->ichunk == s->ichunk) return true;
+    }
+    return false;
+}
+
+/* The dead worker announced a claim of chunk (ijob, ichunk) but never made
+ * it its range. If the claim went through and no one else took the chunk,
+ * the chunk would be lost: adopt it into the slot. */
+static void settle_claim(shared_t *sh, wslot_t *s)
+{
+    mpool__job_t *j = s->ijob;
+    uint32_t c = s->ichunk;
+    __atomic_store_n(&s->iflag, 0, __ATOMIC_RELEASE);
+    if (s->job) return; /* it did make it its range */
+    /* Had its claim gone through, the job could not be complete, hence not
+     * freed: a job that is gone (or another job in its memory) was not
+     * claimed by it. The heap stays mapped, so the read itself is safe. */
+    if (__atomic_load_n(&j->tag, __ATOMIC_ACQUIRE) != TAG(s->iseq)) return;
+    uint64_t w = ld64(&sh->ring[s->iseq % RING].word);
+    if ((uint32_t)(w >> 32) == s->iseq && (uint32_t)w <= c) return; /* not claimed */
+    /* Claimed by someone. A live claimer of the same chunk resolves within
+     * instructions: give it a moment to show whether it got the chunk. */
+    for (int k = 0; k < 100 && someone_else_claiming(sh, s); k++) usleep(1000);
+    if (ld32(&j->chunk_done[c]) & MPOOL__CHUNK_STARTED) return; /* taken */
+    mpool__local_take(s, j, c);
+}
+
+/* Settles the slot of a worker that ended: the item it was running fails
+ * with (MPOOL_EWORKER, sig); what it completed counts; the rest of its range
+ * stays in the slot for the replacement. */
+static void settle(shared_t *sh, wslot_t *s, int sig)
+{
+    uint32_t me = (uint32_t)(s - sh->slots) + 1;
+    __atomic_compare_exchange_n(&sh->spinner, &me, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    if (ld32(&s->iflag)) settle_claim(sh, s);
+    mpool__job_t *j = s->job;
+    if (j) {
+        uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
+        bool counted = next > s->hi;
+        if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
+        if (next >= s->hi) {
+            next = s->hi;
+            if (!counted) mpool__job_count_chunk(j);
+        }
+        __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
+                         __ATOMIC_RELEASE);
+        if (next >= s->hi) {
+            s->job = NULL;
+        } else {
+            s->lo = next;
+            s->pos = 2 * next;
+        }
+        notify_parent(sh);
+    }
+    s->pid = 0;
+    s->ident = 0;
+    s->state = SLOT_EMPTY;
+}
+
+void mpool__local_await_death(uint64_t ident)
+{
+    double end = mpool__now() + DEATH_TIMEOUT;
+    while (ident && !mpool__thread_dead(ident) && mpool__now() < end) usleep(200);
+}
+
+/* ---- fork server ---------------------------------------------------------- */
+
+bool mpool__local_unclaimed_work(shared_t *sh)
+{
+    uint32_t tail = ld32(&sh->tail);
+    for (uint32_t seq = tail - RING; seq != tail; seq++) {
+        dispatch_t *d = &sh->ring[seq % RING];
+        uint64_t w = ld64(&d->word);
+        if ((uint32_t)(w >> 32) == seq && (uint32_t)w < d->nchunks) return true;
+    }
+    return false;
+}
+
+/* Forks the worker of slot s. A failing fork is retried on the next rounds;
+ * during pool_new (any worker, not only the first: pool_new must fail
+ * promptly with EAGAIN), or after MAX_FORK_FAILURES in a row, the pool
+ * breaks (the work could not go on). */
+static void spawn(shared_t *sh, wslot_t *s)
+{
+    static int failures; /* in a row; this server's own */
+    s->state = SLOT_STARTING;
+    s->seen_pos = 0;
+    pid_t pid = mpool__fork(true);
+    if (pid == 0) mpool__local_worker_main(sh, s);
+    if (pid < 0) {
+        s->state = SLOT_EMPTY;
+        if (!ld32(&sh->started) || ++failures >= MAX_FORK_FAILURES) {
+            sh->broken_status = 0;
+            __atomic_store_n(&sh->broken, MPOOL_EWORKER, __ATOMIC_RELEASE);
+        }
+        return;
+    }
+    failures = 0;
+    s->pid = pid;
+}
+
+static wslot_t *slot_of(shared_t *sh, pid_t pid)
+{
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->slots[k].pid == pid) return &sh->slots[k];
+    return NULL;
+}
+
+/* A worker ended with wait status st. */
+static void worker_ended(shared_t *sh, wslot_t *s, int st)
+{
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    bool init_died = s->state == SLOT_INITFAIL || (s->state == SLOT_STARTING && sh->initializer);
+    if (init_died && !sh->broken) {
+        /* The initializer failed (or its worker died in it; without an
+         * initializer, a start-up death is just a death): never a silent
+         * respawn loop. */
+        sh->broken_status = s->state == SLOT_INITFAIL ? s->init_rc : -sig;
+        __atomic_store_n(&sh->broken, MPOOL_ETASK, __ATOMIC_RELEASE);
+    }
+    settle(sh, s, sig);
+}
+
+static void reap(shared_t *sh)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        wslot_t *s = slot_of(sh, pid);
+        if (s) worker_ended(sh, s, st);
+    }
+}
+
+/* task_timeout: kills a worker seen on the same item for that long. */
+static void check_timeouts(shared_t *sh)
+{
+    double now = mpool__now();
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        if (!s->pid) continue;
+        uint64_t pos = __atomic_load_n(&s->pos, __ATOMIC_RELAXED);
+        uint32_t rgen = __atomic_load_n(&s->rgen, __ATOMIC_RELAXED);
+        if (!(pos & 1) || pos != s->seen_pos || rgen != s->seen_rgen) {
+            s->seen_pos = pos;
+            s->seen_rgen = rgen;
+            s->seen_at = now;
+        } else if (now - s->seen_at >= sh->task_timeout) {
+            kill(s->pid, SIGKILL); /* a bare pid is safe here: see mpool__local_server_main */
+            s->seen_pos = 0;
+        }
+    }
+}
+
+/* Ends the server of its own accord: workers killed and reaped first, so
+ * that none is left to be re-parented (to a subreaper or PID 1: the
+ * caller). */
+__attribute__((noreturn)) static void server_exit(shared_t *sh)
+{
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->slots[k].pid) kill(sh->slots[k].pid, SIGKILL); /* see mpool__local_server_main */
+    while (waitpid(-1, NULL, 0) > 0) {
+    }
+    __atomic_store_n(&sh->server_done, 1, __ATOMIC_SEQ_CST);
+    /* A wake without moving the event: an exit is no progress (the
+     * parent's crash-loop bound counts events), and the parent reads the
+     * exit itself through the pidfd. */
+    mpool__wake(&sh->event, &sh->pwait, INT32_MAX);
+    _exit(0);
+}
+
+/* One round: start what is missing; true when the server's work is over. */
+static bool server_round(shared_t *sh)
+{
+    bool closing = ld32(&sh->closing), any = false,
+         more = !closing || mpool__local_unclaimed_work(sh);
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        if (!s->pid && (more || s->job)) spawn(sh, s);
+        any |= s->pid != 0;
+    }
+    return closing && !any && !mpool__local_unclaimed_work(sh);
+}
+
+static struct timespec server_period(const shared_t *sh)
+{
+    double t = 1.0;
+    if (sh->task_timeout > 0) t = sh->task_timeout / 8;
+    if (t < 0.001) t = 0.001;
+    if (t > 0.1 && sh->task_timeout > 0) t = 0.1;
+    return (struct timespec){(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+}
+
+/* The hand-off wait (wait.h). No spin: the parent writes the hand-off
+ * once its fork returned and it opened our pidfd, which takes longer than
+ * any useful spin, and a new server is rare. Nap 0.1 s: the parent always
+ * writes and wakes, and if it dies first PDEATHSIG ends us, so the nap
+ * only guards against a lost wake-up. */
+static const mpool__wait_policy_t handoff_policy = {0, 0, 0.1};
+
+static bool handed_off(const void *arg)
+{
+    return ld32(&((const shared_t *)arg)->handoff) != HANDOFF_WAIT;
+}
+
+/* Waits for the parent's hand-off (it holds our pidfd). */
+static void server_await_handoff(shared_t *sh)
+{
+    mpool__wait(&handoff_policy, &sh->handoff, &sh->handoff_waiters, handed_off, sh, NULL);
+    if (ld32(&sh->handoff) == HANDOFF_ABORT) _exit(0);
+}
+
+/* Without inherit_fds, the server (hence every worker) keeps only stdin,
+ * stdout and stderr: it needs no descriptor of its own (shared memory and
+ * signals only), and a caller's pipe must see EOF or EPIPE once the
+ * caller closes its end. */
+static void server_close_fds(const shared_t *sh)
+{
+    if (sh->inherit_fds) return;
+    if (close_range(3, ~0u, 0) == 0) return;
+    long max = sysconf(_SC_OPEN_MAX); /* kernels before 5.9 */
+    for (long fd = 3; fd < (max > 0 && max < 1 << 20 ? max : 1 << 16); fd++) close((int)fd);
+}
+
+/* The server's bare-pid kill and waitpid(-1) are safe, unlike the
+ * parent's: its only children are its workers, SIGCHLD is SIG_DFL here
+ * (whatever the caller set: a handler or SIG_IGN would reap them behind
+ * our back), so a worker's pid stays its own, as a zombie at worst, until
+ * reap() collects it and clears slot.pid in the same step. */
+void mpool__local_server_main(shared_t *sh)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGINT, SIG_IGN);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    server_await_handoff(sh);
+    server_close_fds(sh);
+    /* Slots left by workers of a server that died: they die with it. */
+    for (int k = 0; k < sh->nworkers; k++) {
+        wslot_t *s = &sh->slots[k];
+        mpool__local_await_death(s->ident);
+        if (s->state != SLOT_EMPTY || s->job || s->iflag) settle(sh, s, SIGKILL);
+    }
+    struct timespec period = server_period(sh);
+    for (;;) {
+        if (ld32((const uint32_t *)&sh->broken) || ld32(&sh->stop)) server_exit(sh);
+        if (server_round(sh)) server_exit(sh);
+        siginfo_t si;
+        sigtimedwait(&set, &si, &period);
+        reap(sh);
+        if (sh->task_timeout > 0) check_timeouts(sh);
+    }
+}
