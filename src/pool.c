@@ -6,8 +6,9 @@
  * (the caller's `out` when it lies in the shared heap, else a staging block
  * copied into `out` once the whole job is done), and one progress word per
  * chunk. The backend (ops table) runs the chunks; this file only watches the
- * progress words and hands out results and failures (iterators:
- * src/pool_iter.c).
+ * progress words and hands out results and failures (asyncs:
+ * src/pool_async.c; iterators: src/pool_iter.c; bytes items:
+ * src/pool_bytes.c, pool_source.c).
  */
 #include <mpool/pool.h>
 #include <mpool/shm.h>
@@ -178,22 +179,6 @@ void mpool__pool_break(mpool_pool_t *p, int code, int status)
 {
     p->broken_status = status;
     __atomic_store_n(&p->broken, code, __ATOMIC_RELEASE);
-}
-
-/* True once every chunk of the job is complete; copies staged results out
- * (bytes: moves out those of every chunk complete so far, also before the
- * end, so that the shared heap holds only what is not collected yet). */
-bool mpool__async_check(mpool_async_t *a)
-{
-    if (a->ready) return true;
-    const mpool__job_t *j = a->job;
-    while (a->complete < j->nchunks && mpool__chunk_complete(j, a->complete)) a->complete++;
-    bool done = a->complete == j->nchunks; /* before the collection: it must see them all */
-    if (a->bytes) mpool__bytes_collect(a);
-    if (!done) return false;
-    if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
-    a->ready = true;
-    return true;
 }
 
 /* Frees the jobs of handles the user dropped before they were done. */
@@ -487,100 +472,7 @@ int mpool_pool_apply(mpool_pool_t *p, mpool_task_fn fn, const void *in, size_t i
     return mpool_pool_map(p, fn, in, 1, in_size, out, out_size, 1);
 }
 
-/* ---- async results -------------------------------------------------------- */
-
-static bool async_cond(void *arg)
-{
-    return mpool__async_check(arg);
-}
-
-/* The lowest failed item so far, SIZE_MAX when none. */
-static size_t first_failure(const mpool_async_t *a)
-{
-    size_t first = __atomic_load_n(&a->job->first_fail, __ATOMIC_ACQUIRE);
-    if (a->bytes) {
-        size_t local = mpool__bytes_first_local_failure(a);
-        if (local < first) first = local;
-    }
-    return first;
-}
-
-int mpool__async_item_code(const mpool_async_t *a, size_t i, int *status)
-{
-    if (a->bytes && mpool__bytes_first_local_failure(a) == i) {
-        *status = 0;
-        return ENOMEM;
-    }
-    return mpool__item_code(a->job, i, status);
-}
-
-static int async_wait(mpool_async_t *a, double timeout)
-{
-    if (a->ready) return 0;
-    /* Bytes: wake at every chunk, to move its outputs out of the heap. */
-    return mpool__pool_wait(a->pool, async_cond, a, a->bytes ? NULL : a->job, timeout);
-}
-
-int mpool_async_wait(mpool_async_t *a, double timeout)
-{
-    if (!a) return EINVAL;
-    if (!mpool__pool_enter(a->pool)) return ECANCELED;
-    int err = async_wait(a, timeout);
-    mpool__pool_leave(a->pool);
-    return err;
-}
-
-bool mpool_async_ready(mpool_async_t *a)
-{
-    return mpool_async_wait(a, 0) == 0;
-}
-
-int mpool_async_get(mpool_async_t *a, double timeout)
-{
-    if (!a) return EINVAL;
-    if (!mpool__pool_enter(a->pool)) return ECANCELED;
-    int err = async_wait(a, timeout), status;
-    size_t first = err ? SIZE_MAX : first_failure(a);
-    if (first != SIZE_MAX) err = mpool__async_item_code(a, first, &status);
-    mpool__pool_leave(a->pool);
-    return err;
-}
-
-int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
-{
-    if (!a || !f) return EINVAL;
-    if (!mpool__pool_enter(a->pool)) return ECANCELED;
-    int err = ENODATA;
-    size_t first = first_failure(a);
-    if (first != SIZE_MAX) {
-        f->index = first;
-        f->code = mpool__async_item_code(a, first, &f->status); /* recorded before first_fail */
-        err = 0;
-    }
-    mpool__pool_leave(a->pool);
-    return err;
-}
-
-void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total)
-{
-    size_t d = 0, n = 0;
-    mpool_pool_t *p = a ? a->pool : NULL;
-    if (p && mpool__pool_enter(p)) {
-        const mpool__job_t *j = a->job;
-        mpool__async_check(a);
-        n = j->n;
-        d = a->complete * j->chunksize;
-        if (d > n) d = n;
-        for (size_t c = a->complete; c < j->nchunks; c++) {
-            uint32_t v = __atomic_load_n(&j->chunk_done[c], __ATOMIC_ACQUIRE);
-            if (!v) break; /* not started: neither are the later ones (mostly) */
-            d += v & MPOOL__CHUNK_COUNT;
-        }
-        mpool__pool_leave(p);
-    }
-    if (done) *done = d;
-    if (total) *total = n;
-}
+/* ---- handles ---------------------------------------------------------------- */
 
 void mpool_async_free(mpool_async_t *a)
 {
