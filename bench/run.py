@@ -3,7 +3,8 @@
 
     python3 bench/run.py [--reps N] [--quick] [--markdown] [--build DIR] [NAME ...]
 
-Builds the benchmarks (Release, in build-bench/ unless --build is given),
+Builds the benchmarks and the examples some of them run (Release, in
+build-bench/ unless --build is given),
 then runs every bench/bench_<name> executable and every bench/py_<name>.py
 script, NAME filters by component. The programs of one repetition run one
 after the other, and repetitions are interleaved, so drift on a noisy
@@ -29,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build(build_dir):
     subprocess.run(["cmake", "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
-                    "-DMPOOL_BUILD_TESTS=OFF", "-DMPOOL_BUILD_EXAMPLES=OFF",
+                    "-DMPOOL_BUILD_TESTS=OFF", "-DMPOOL_BUILD_EXAMPLES=ON",
                     "-DMPOOL_BUILD_BENCH=ON"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 2)],
                    check=True, stdout=subprocess.DEVNULL)
@@ -58,6 +59,7 @@ def main():
     ap.add_argument("names", nargs="*")
     args = ap.parse_args()
     env = dict(os.environ)
+    env["MPOOL_BENCH_BUILD"] = os.path.abspath(args.build)  # where the examples are (bench_bytes)
     if args.quick:
         env["MPOOL_BENCH_QUICK"] = "1"
     build(args.build)

@@ -108,4 +108,8 @@ __attribute__((noreturn)) void mpool__child_exit(int code);
  * anyway (contents unspecified; same errors). */
 void *mpool__shm_alloc_uninit(size_t size);
 
+/* The heap's address range [*lo, *hi) (both NULL without a heap), for
+ * callers that test many pointers (mpool_shm_contains, inline). */
+void mpool__shm_range(const char **lo, const char **hi);
+
 #endif

@@ -106,7 +106,7 @@ void mpool__pool_drop(mpool_async_t *a)
 #define CACHE_MIN ((size_t)64 << 10)
 #define CACHE_MAX ((size_t)64 << 20)
 
-static void *stage_alloc(mpool_pool_t *p, size_t size)
+void *mpool__stage_alloc(mpool_pool_t *p, size_t size)
 {
     for (int k = 0; k < 2 && size >= CACHE_MIN; k++) {
         void *ptr = p->cache[k].ptr;
@@ -119,7 +119,7 @@ static void *stage_alloc(mpool_pool_t *p, size_t size)
 }
 
 /* The block stays with the pool, unless a bigger one is cached already. */
-static void stage_free(mpool_pool_t *p, void *ptr, size_t size)
+void mpool__stage_free(mpool_pool_t *p, void *ptr, size_t size)
 {
     if (!ptr) return;
     if (size >= CACHE_MIN && size <= CACHE_MAX) {
@@ -144,8 +144,8 @@ static void job_release(mpool_async_t *a)
         return;
     }
     if (a->bytes) mpool__bytes_release(a);
-    stage_free(a->pool, a->in_copy, a->in_copy_size);
-    stage_free(a->pool, a->staging, a->staging_size);
+    mpool__stage_free(a->pool, a->in_copy, a->in_copy_size);
+    mpool__stage_free(a->pool, a->staging, a->staging_size);
     if (a->job) __atomic_store_n(&a->job->tag, 0, __ATOMIC_RELEASE);
     mpool_shm_free(a->job);
     a->job = NULL;
@@ -390,13 +390,13 @@ static int job_build(mpool_pool_t *p, const mpool__call_t *c, mpool_async_t *a)
                         .cfail = (mpool__chunk_fail_t *)((char *)j + cfail_at),
                         .codes = (uint32_t *)((char *)j + codes_at)};
     if (in_bytes && !mpool__in_heap(c->in, in_bytes)) {
-        if (!(a->in_copy = stage_alloc(p, in_bytes))) return ENOMEM;
+        if (!(a->in_copy = mpool__stage_alloc(p, in_bytes))) return ENOMEM;
         a->in_copy_size = in_bytes;
         memcpy(a->in_copy, c->in, in_bytes);
         j->in = a->in_copy;
     }
     if (out_bytes && !mpool__in_heap(c->out, out_bytes)) {
-        if (!(a->staging = stage_alloc(p, out_bytes))) return ENOMEM;
+        if (!(a->staging = mpool__stage_alloc(p, out_bytes))) return ENOMEM;
         a->staging_size = out_bytes;
         j->out = a->staging;
     }

@@ -7,8 +7,11 @@
  * wrote. The job's task is bytes_task, a trampoline that calls the user's
  * mpool_bytes_fn with an mpool_out_t; the job's ctx is the call's brec_t.
  * One shared block per call holds, in order: the brec_t, the n input
- * records, the n output records, one arena head per chunk, and the copies
- * of the inputs that were not in the shared heap already.
+ * records, the n output records and one arena head per chunk; a second one
+ * the copies of the inputs that were not in the shared heap already. Both
+ * come from the pool's staging cache (pool.c): a block reused by the next
+ * call is already mapped in every worker, which saves a page fault per
+ * page and process.
  *
  * Outputs are written into per-chunk arenas: a list of segments (blocks of
  * the shared heap) that belongs to the chunk, not to an item. Only the one
@@ -48,9 +51,12 @@
 
 #include "pool_front.h"
 
-#define ALIGN     16                 /* every output starts this aligned */
-#define SEG_FIRST ((size_t)1 << 10)  /* a chunk's first segment */
-#define SEG_MAX   ((size_t)16 << 20) /* segments double up to this, then stay */
+#define ALIGN     16                /* every output starts this aligned */
+#define SEG_FIRST ((size_t)1 << 10) /* a chunk's first segment */
+/* Segments double up to the largest small heap block, then stay: small
+ * blocks are reused from their free list by the next call with their pages
+ * still mapped (large ones give their pages back when freed). */
+#define SEG_MAX (((size_t)1 << 20) - 64 - sizeof(seg_t))
 
 typedef struct {
     const char *data; /* in the shared heap (the caller's, or the call's copy) */
@@ -71,6 +77,7 @@ typedef struct seg {
 
 /* The job's ctx: read-only once submitted. */
 typedef struct {
+    uint64_t serial; /* unique to the call in the caller's process */
     mpool_bytes_fn fn;
     void *ctx; /* the pool's opts.ctx */
     const bin_t *bins;
@@ -92,7 +99,8 @@ struct mpool_out {
 
 /* The caller's side of a bytes call. */
 struct mpool__bytes {
-    void *block;
+    void *block, *copy; /* staging blocks: records, and input copies (or NULL) */
+    size_t block_size, copy_size;
     void *adopted; /* a shared block holding the inputs, freed with the call */
     bout_t *outs;
     seg_t **arena;
@@ -160,6 +168,17 @@ int mpool_out_write(mpool_out_t *out, const void *data, size_t len)
     return 0;
 }
 
+/* The worker's last chunk and the end of its arena, so that the next item
+ * of the same chunk need not walk the segment list. Private to the worker
+ * process. Valid while the call (serial) and chunk match and the segment is
+ * still the last: only the process running a chunk appends to its list,
+ * and its segments live until the chunk is complete. */
+static struct {
+    uint64_t serial;
+    size_t chunk;
+    struct mpool_out end;
+} last;
+
 /* The job's task: runs the user's function on one item's bytes and, if it
  * succeeded, commits what it wrote. */
 static int bytes_task(const void *in, void *out, void *ctx)
@@ -167,12 +186,20 @@ static int bytes_task(const void *in, void *out, void *ctx)
     const brec_t *r = ctx;
     const bin_t *bi = in;
     bout_t *bo = out;
-    struct mpool_out o = {.tail = &r->arena[(size_t)(bi - r->bins) / r->chunksize]};
-    while (*o.tail) { /* a few segments: they double */
-        o.seg = *o.tail;
-        o.tail = &o.seg->next;
+    size_t c = (size_t)(bi - r->bins) / r->chunksize;
+    struct mpool_out o = last.end;
+    if (last.serial != r->serial || last.chunk != c || !o.seg || o.seg->next) {
+        o = (struct mpool_out){.tail = &r->arena[c]};
+        while (*o.tail) { /* a few segments: they double */
+            o.seg = *o.tail;
+            o.tail = &o.seg->next;
+        }
     }
+    o.len = 0;
     int rc = r->fn(bi->data, bi->len, &o, r->ctx);
+    last.serial = r->serial;
+    last.chunk = c;
+    last.end = o;
     if (rc) return rc;
     *bo = (bout_t){o.len ? o.seg->data + o.seg->used : NULL, o.len};
     if (o.len) o.seg->used = round_up(o.seg->used + o.len);
@@ -181,42 +208,61 @@ static int bytes_task(const void *in, void *out, void *ctx)
 
 /* ---- in the caller's process ---------------------------------------------- */
 
-/* Bytes of the call's block, with the offsets of its parts; 0 on overflow.
- * Inputs not in the shared heap are counted in *copy. */
-static size_t block_size(const mpool_bytes_t *in, size_t n, size_t nchunks, size_t *outs_at,
-                         size_t *arena_at, size_t *bytes_at)
+/* Bytes of the call's record block, with the offsets of its parts, and of
+ * the inputs to copy (not in the shared heap) in *copy; 0 on overflow. */
+typedef struct {
+    const char *lo, *hi;
+} range_t;
+
+static bool in_range(range_t r, const void *data, size_t len)
 {
-    size_t copy = 0, recs, heads, size;
+    const char *d = data;
+    return d >= r.lo && d < r.hi && len <= (size_t)(r.hi - d);
+}
+
+static size_t block_size(range_t heap, const mpool_bytes_t *in, size_t n, size_t nchunks,
+                         size_t *outs_at, size_t *arena_at, size_t *copy)
+{
+    size_t recs, heads, size;
+    *copy = 0;
     for (size_t i = 0; i < n; i++)
-        if (!mpool__in_heap(in[i].data, in[i].len) &&
-            __builtin_add_overflow(copy, in[i].len, &copy))
+        if (!in_range(heap, in[i].data, in[i].len) &&
+            __builtin_add_overflow(*copy, in[i].len, copy))
             return 0;
     if (__builtin_mul_overflow(n, sizeof(bin_t), &recs) ||
         __builtin_mul_overflow(nchunks, sizeof(seg_t *), &heads))
         return 0;
     *outs_at = round_up(sizeof(brec_t)) + recs;
     *arena_at = *outs_at + recs;
-    *bytes_at = *arena_at + heads;
-    if (*outs_at < recs || *arena_at < *outs_at || *bytes_at < *arena_at ||
-        __builtin_add_overflow(*bytes_at, copy, &size))
+    if (*outs_at < recs || *arena_at < *outs_at || __builtin_add_overflow(*arena_at, heads, &size))
         return 0;
     return size;
 }
 
-/* Builds the block: records, and copies of inputs not in the heap. */
-static void block_fill(char *block, const mpool_bytes_t *in, size_t n, size_t bytes_at)
+/* Fills the input records, copying the inputs not in the heap to `copy`. */
+static void block_fill(range_t heap, char *block, const mpool_bytes_t *in, size_t n, char *copy)
 {
     bin_t *bins = (bin_t *)(block + round_up(sizeof(brec_t)));
-    char *copy = block + bytes_at;
+    char *empty = block; /* any valid address, for empty items in place */
     for (size_t i = 0; i < n; i++) {
         const char *d = in[i].data;
-        if (!mpool__in_heap(d, in[i].len)) {
-            if (in[i].len) memcpy(copy, d, in[i].len);
-            d = copy; /* also for an empty item: never NULL for the task */
+        if (!in[i].len) {
+            d = empty; /* never NULL for the task */
+        } else if (!in_range(heap, d, in[i].len)) {
+            memcpy(copy, d, in[i].len);
+            d = copy;
             copy += in[i].len;
         }
         bins[i] = (bin_t){d, in[i].len};
     }
+}
+
+/* Under p->lock: the call's blocks go back to the staging cache. */
+static void bytes_free(mpool_pool_t *p, struct mpool__bytes *b)
+{
+    mpool__stage_free(p, b->block, b->block_size);
+    mpool__stage_free(p, b->copy, b->copy_size);
+    free(b);
 }
 
 static int check_items(const mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in, size_t n)
@@ -232,36 +278,54 @@ static int check_items(const mpool_pool_t *p, mpool_bytes_fn fn, const mpool_byt
 mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
                                    size_t n, size_t chunksize, size_t handle_size, void *adopt)
 {
+    static uint64_t serials;
     int err = check_items(p, fn, in, n);
     size_t cs = err ? 1 : mpool__pick_chunksize(p, n, chunksize);
-    size_t nchunks = n / cs + (n % cs != 0), outs_at = 0, arena_at = 0, bytes_at = 0;
-    size_t size = err ? 0 : block_size(in, n, nchunks, &outs_at, &arena_at, &bytes_at);
+    size_t nchunks = n / cs + (n % cs != 0), outs_at = 0, arena_at = 0, copy = 0;
+    range_t heap;
+    mpool__shm_range(&heap.lo, &heap.hi);
+    size_t size = err ? 0 : block_size(heap, in, n, nchunks, &outs_at, &arena_at, &copy);
     if (!err && !size) err = EINVAL;
     struct mpool__bytes *b = err ? NULL : calloc(1, sizeof *b);
-    char *block = b ? mpool__shm_alloc_uninit(size) : NULL;
-    if (!err && !block) err = ENOMEM;
+    if (!err && !b) err = ENOMEM;
+    if (!err) {
+        *b = (struct mpool__bytes){.block_size = size, .copy_size = copy, .first_local = SIZE_MAX};
+        pthread_mutex_lock(&p->lock);
+        b->block = mpool__stage_alloc(p, size);
+        b->copy = b->block && copy ? mpool__stage_alloc(p, copy) : NULL;
+        if (!b->block || (copy && !b->copy)) err = ENOMEM;
+        if (err) bytes_free(p, b);
+        pthread_mutex_unlock(&p->lock);
+    }
     if (err) {
-        free(b);
         errno = err;
         return NULL;
     }
-    memset(block + outs_at, 0, bytes_at - outs_at); /* output records, arena heads */
-    block_fill(block, in, n, bytes_at);
+    char *block = b->block;
+    memset(block + outs_at, 0, size - outs_at); /* output records, arena heads */
+    block_fill(heap, block, in, n, b->copy);
     brec_t *r = (brec_t *)block;
-    *r = (brec_t){fn, p->opts.ctx, (bin_t *)(block + round_up(sizeof(brec_t))),
-                  (seg_t **)(block + arena_at), cs};
-    *b = (struct mpool__bytes){block, adopt,   (bout_t *)(block + outs_at), r->arena, nchunks,
-                               0,     SIZE_MAX};
+    *r = (brec_t){__atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED),
+                  fn,
+                  p->opts.ctx,
+                  (bin_t *)(block + round_up(sizeof(brec_t))),
+                  (seg_t **)(block + arena_at),
+                  cs};
+    b->outs = (bout_t *)(block + outs_at);
+    b->arena = r->arena;
+    b->nchunks = nchunks;
     mpool__call_t c = {bytes_task, r->bins, b->outs, r, n, sizeof(bin_t), sizeof(bout_t), cs};
     mpool_async_t *a = mpool__submit(p, &c, handle_size);
     if (!a) {
         err = errno;
-        mpool_shm_free(block);
-        free(b);
+        pthread_mutex_lock(&p->lock);
+        bytes_free(p, b);
+        pthread_mutex_unlock(&p->lock);
         errno = err;
         return NULL;
     }
-    a->bytes = b; /* no one else sees `a` yet; collection starts at the first wait */
+    b->adopted = adopt; /* only now: on failure the caller keeps it */
+    a->bytes = b;       /* no one else sees `a` yet; collection starts at the first wait */
     a->user_out = NULL;
     return a;
 }
@@ -333,9 +397,8 @@ void mpool__bytes_release(mpool_async_t *a)
 {
     struct mpool__bytes *b = a->bytes;
     for (size_t c = 0; c < b->nchunks; c++) free_chunk(b, c);
-    mpool_shm_free(b->block);
     mpool_shm_free(b->adopted);
-    free(b);
+    bytes_free(a->pool, b);
     a->bytes = NULL;
 }
 

@@ -53,6 +53,11 @@ typedef struct {
  * chunk counts fit the progress words. */
 size_t mpool__pick_chunksize(const mpool_pool_t *p, size_t n, size_t chunksize);
 
+/* Shared blocks for copies and staging, under p->lock: from CACHE_MIN up
+ * they are kept for the next call (src/pool.c), contents unspecified. */
+void *mpool__stage_alloc(mpool_pool_t *p, size_t size);
+void mpool__stage_free(mpool_pool_t *p, void *ptr, size_t size);
+
 /* True when [ptr, ptr + len) lies in the shared heap (len > 0). */
 bool mpool__in_heap(const void *ptr, size_t len);
 

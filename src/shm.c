@@ -312,6 +312,13 @@ bool mpool_shm_contains(const void *ptr)
     return h && (const char *)ptr >= h->base && (const char *)ptr < h->end;
 }
 
+void mpool__shm_range(const char **lo, const char **hi)
+{
+    heap_t *h = get_heap();
+    *lo = h ? h->base : NULL;
+    *hi = h ? h->end : NULL;
+}
+
 int mpool_shm_size_status(void)
 {
     get_heap();
