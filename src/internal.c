@@ -91,6 +91,11 @@ static int spare_fd = -1;
 static ino_t spare_ino;
 static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 
+int mpool__spare_fd(void)
+{
+    return spare_fd;
+}
+
 static void spare_arm(void)
 {
     spare_fd = (int)syscall(SYS_memfd_create, "mpool-spare", MFD_CLOEXEC);

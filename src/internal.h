@@ -54,6 +54,11 @@ double mpool__remaining(const struct timespec *deadline);
 extern __thread uint64_t mpool__self_id __attribute__((tls_model("initial-exec")));
 uint64_t mpool__self_slow(void);
 
+/* The reserve descriptor's number, or -1: code that closes descriptors in
+ * bulk (the fork server) must spare it, or the processes it forks would
+ * have no reserve. */
+int mpool__spare_fd(void);
+
 /* One TLS load on the lock fast paths (initial-exec: no call). Nonzero, or 0
  * with errno set (EMFILE, ENFILE, ENOMEM, ...) as described above. */
 static inline uint64_t mpool__self(void)

@@ -234,9 +234,16 @@ static void server_await_handoff(shared_t *sh)
 static void server_close_fds(const shared_t *sh)
 {
     if (sh->inherit_fds) return;
-    if (close_range(3, ~0u, 0) == 0) return;
+    /* All but the identity reserve (internal.c): without it, a worker whose
+     * task fills its descriptor table could take no lock. */
+    int spare = mpool__spare_fd();
+    unsigned lo = 3, hi = spare >= 3 ? (unsigned)spare - 1 : ~0u;
+    bool ok = (hi < lo || close_range(lo, hi, 0) == 0) &&
+              (spare < 3 || close_range((unsigned)spare + 1, ~0u, 0) == 0);
+    if (ok) return;
     long max = sysconf(_SC_OPEN_MAX); /* kernels before 5.9 */
-    for (long fd = 3; fd < (max > 0 && max < 1 << 20 ? max : 1 << 16); fd++) close((int)fd);
+    for (long fd = 3; fd < (max > 0 && max < 1 << 20 ? max : 1 << 16); fd++)
+        if (fd != spare) close((int)fd);
 }
 
 /* The server's bare-pid kill and waitpid(-1) are safe, unlike the

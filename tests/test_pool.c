@@ -6,8 +6,10 @@
  * descriptor left behind. Every wait is bounded. */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 
 #define WAIT 30.0 /* bound on any wait that should succeed (noisy 2 CPUs) */
 
@@ -907,6 +909,61 @@ static void test_free_while_blocked(void **state)
     assert_int_equal(tu_count_fds(), fds);
 }
 
+/* Issue 10 (sibling of bug 5): the fork server closed the identity reserve
+ * along with the caller's descriptors, so a worker whose task had filled
+ * its descriptor table could not read /proc to see that a lock's holder
+ * had died: a holder that is a zombie still answers kill(0), and the task
+ * waited out its timeout instead of getting EOWNERDEAD. */
+static mpool_lock_t *fd_lock;
+
+static int lock_with_full_table(const void *in, void *out, void *ctx)
+{
+    (void)in, (void)out, (void)ctx;
+    struct rlimit rl = {64, 64};
+    if (setrlimit(RLIMIT_NOFILE, &rl)) return errno;
+    int fds[64], n = 0, fd;
+    while (n < 64 && (fd = open("/dev/null", O_RDONLY)) >= 0) fds[n++] = fd;
+    int rc = n == 64 ? EBUSY : mpool_lock_acquire(fd_lock, 5.0);
+    if (rc == EOWNERDEAD) rc = mpool_lock_release(fd_lock);
+    while (n) close(fds[--n]);
+    return rc ? rc : 0;
+}
+
+static int hold_and_exit(void *arg)
+{
+    (void)arg;
+    return mpool_lock_acquire(fd_lock, 5.0);
+}
+
+static void test_worker_sees_dead_holder_with_full_table(void **state)
+{
+    (void)state;
+    fd_lock = mpool_lock_new();
+    assert_non_null(fd_lock);
+    mpool_pool_opts_t o = {.processes = 1};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    /* The holder dies with the lock and stays a zombie until joined. */
+    mpool_process_t *holder = mpool_process_new(hold_and_exit, NULL, NULL);
+    assert_non_null(holder);
+    assert_int_equal(mpool_process_start(holder), 0);
+    struct pollfd pfd = {.fd = mpool_process_sentinel(holder), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, (int)(WAIT * 1000)), 1);
+    mpool_async_t *a = mpool_pool_apply_async(p, lock_with_full_table, NULL, 0, NULL, 0);
+    assert_non_null(a);
+    int err = mpool_async_get(a, WAIT);
+    mpool_failure_t f = {0};
+    if (err) mpool_async_failure(a, &f);
+    print_message("a dead holder seen from a worker with a full table: %s (status %d)\n",
+                  mpool_strerror(err), f.status);
+    assert_int_equal(err, 0);
+    mpool_async_free(a);
+    assert_int_equal(mpool_process_join(holder, WAIT), 0);
+    mpool_process_free(holder);
+    mpool_pool_free(p);
+    mpool_lock_free(fd_lock);
+}
+
 /* The only child of this process: the pool's fork server. */
 static pid_t only_child(void)
 {
@@ -1130,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_terminate_during_map),
         cmocka_unit_test(test_free_without_join),
         cmocka_unit_test(test_free_while_blocked),
+        cmocka_unit_test(test_worker_sees_dead_holder_with_full_table),
         cmocka_unit_test(test_server_killed),
         cmocka_unit_test(test_random_kills),
         cmocka_unit_test(test_sigint_ignored),
