@@ -361,11 +361,13 @@ static void collect_chunk(mpool_async_t *a, mpool_bytes_t *dest, size_t c)
     struct mpool__bytes *b = a->bytes;
     const mpool__job_t *j = a->job;
     size_t lo = c * j->chunksize, hi = lo + mpool__chunk_len(j, c);
+    /* A chunk with no failure record has none: no per-item code to read. */
+    bool clean = !__atomic_load_n(&j->cfail[c].off1, __ATOMIC_ACQUIRE);
     for (size_t i = lo; i < hi; i++) {
         int status;
         dest[i] = (mpool_bytes_t){NULL, 0};
-        if (mpool__item_code(j, i, &status) == 0 && mpool__bytes_take(a, i, &dest[i]) &&
-            i < b->first_local)
+        if ((clean || mpool__item_code(j, i, &status) == 0) &&
+            mpool__bytes_take(a, i, &dest[i]) && i < b->first_local)
             b->first_local = i;
     }
     free_chunk(b, c);
