@@ -11,11 +11,15 @@
  *   bytes.revcomp_1g_rss_MiB  peak RSS of revcomp --workers 2 on a 1 GiB
  *                             input (wait4's ru_maxrss, as /usr/bin/time -v)
  *   bytes.source_busy_<P>w    imap_source with the default window and P
- *                             workers over tasks that sleep 1 ms: the
- *                             fraction of the ideal P items per ms reached
- *                             (1.0: no worker ever waits for input). The
+ *                             workers over tasks that sleep 2 ms: the
+ *                             fraction of the ideal P items per 2 ms
+ *                             reached (1.0: no worker ever waits for input;
+ *                             usleep's own overshoot keeps it below). The
  *                             tasks sleep, so 64 workers measure the
  *                             window, not the 2 CPUs.
+ *   bytes.source_busy_<P>w_w4096  the same with a window of 4096 items: a
+ *                             default as good as a large window gives the
+ *                             same figure
  *
  * The FASTA files are made once with `revcomp --generate` in the build
  * directory (bench/run.py builds the examples) and kept for later runs.
@@ -156,7 +160,7 @@ static void bench_revcomp(void)
 static int nap(const void *in, size_t len, mpool_out_t *out, void *ctx)
 {
     (void)ctx;
-    usleep(1000);
+    usleep(2000);
     return mpool_out_write(out, in, len < 8 ? len : 8);
 }
 
@@ -174,20 +178,20 @@ static int countdown(void *state, mpool_bytes_t *item)
     return 0;
 }
 
-static void bench_window(int processes)
+static void bench_window(int processes, size_t window)
 {
     mpool_pool_t *p = pool_of(processes);
-    size_t n = (size_t)processes * (quick ? 20 : 100);
+    size_t n = (size_t)processes * (quick ? 10 : 50);
     count_t c = {.left = n};
     double t0 = bench_now();
-    mpool_iter_t *it = mpool_pool_imap_source(p, nap, countdown, &c, 0, true);
+    mpool_iter_t *it = mpool_pool_imap_source(p, nap, countdown, &c, window, true);
     mpool_bytes_t out;
     while (it && mpool_iter_next_bytes(it, &out, NULL, MPOOL_FOREVER) == 0) free(out.data);
-    double t = bench_now() - t0, ideal = (double)n * 1e-3 / processes;
+    double t = bench_now() - t0, ideal = (double)n * 2e-3 / processes;
     mpool_iter_free(it);
     mpool_pool_free(p);
     char name[64];
-    snprintf(name, sizeof name, "bytes.source_busy_%dw", processes);
+    snprintf(name, sizeof name, "bytes.source_busy_%dw%s", processes, window ? "_w4096" : "");
     bench_result(name, ideal / t, "x");
 }
 
@@ -203,8 +207,10 @@ int main(int argc, char **argv)
         bench_revcomp();
     else
         fprintf(stderr, "bench_bytes: %s not built: revcomp skipped\n", revcomp_path);
-    bench_window(2);
-    bench_window(64);
+    for (int k = 0; k < 2; k++) {
+        bench_window(2, k ? 4096 : 0);
+        bench_window(64, k ? 4096 : 0);
+    }
     bench_ratio("bytes.map_python_over_mpool", "py.bytes.map_ns_per_item", "bytes.map_ns_per_item");
     bench_ratio("bytes.revcomp_seq_over_pool2", "bytes.revcomp_seq_s", "bytes.revcomp_pool2_s");
     bench_ratio("bytes.revcomp_python_over_mpool", "py.bytes.revcomp_s", "bytes.revcomp_pool2_s");
