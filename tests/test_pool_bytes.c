@@ -561,6 +561,66 @@ static void test_stream_1gib(void **state)
     heap_end(&h);
 }
 
+/* ---- life cycle ------------------------------------------------------------ */
+
+/* An async dropped before it is done, a worker replaced every 3 items, and
+ * terminate or close in the middle of a source: the v1 promises hold. */
+static void test_lifecycle(void **state)
+{
+    (void)state;
+    heap_check_t h = heap_start();
+    enum { N = 400 };
+    mpool_bytes_t in[N], out[N];
+    unsigned seed = 9;
+    for (size_t i = 0; i < N; i++)
+        in[i] = make_item(i % 3 ? OP_MIXED : OP_SLOW, 1 + (size_t)rand_r(&seed) % 3000, &seed);
+    mpool_pool_opts_t o = {.processes = 2, .maxtasksperchild = 3};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    assert_int_equal(mpool_pool_map_bytes(p, task, in, N, out, 4), 0);
+    for (size_t i = 0; i < N; i++) expect(&in[i], &out[i], 0);
+    free_items(out, N);
+    mpool_async_t *a = mpool_pool_map_bytes_async(p, task, in, N, out, 1);
+    assert_non_null(a);
+    mpool_async_free(a); /* dropped: the pool finishes it and frees it all */
+    mpool_pool_free(p);
+    heap_end(&h); /* nothing of the dropped call is left */
+
+    for (int closing = 0; closing < 2; closing++) {
+        p = pool(2);
+        size_t returned = 0;
+        src_t *s = calloc(1, sizeof *s);
+        *s = (src_t){.n = 100000, .fail_at = SIZE_MAX, .returned = &returned, .tid = gettid()};
+        mpool_iter_t *it = mpool_pool_imap_source(p, task, source, s, 32, true);
+        assert_non_null(it);
+        int code;
+        mpool_bytes_t r;
+        for (size_t k = 0; k < 50; k++) {
+            assert_int_equal(mpool_iter_next_bytes(it, &r, NULL, WAIT), 0);
+            free(r.data);
+            returned++;
+        }
+        assert_int_equal(closing ? mpool_pool_close(p) : mpool_pool_terminate(p), 0);
+        size_t ok = 0, cancelled = 0;
+        while ((code = mpool_iter_next_bytes(it, &r, NULL, WAIT)) == 0 || code == ECANCELED) {
+            free(r.data);
+            returned++;
+            code ? cancelled++ : ok++;
+        }
+        print_message("%s mid-source: %zu more came out right, %zu cancelled, then %s\n",
+                      closing ? "close" : "terminate", ok, cancelled, mpool_errname(code));
+        assert_int_equal(code, EINVAL); /* the stream was cut */
+        assert_int_equal(mpool_iter_next_bytes(it, &r, NULL, 0), ENODATA);
+        assert_true(s->read - 50 <= 32); /* no more than the window was read after */
+        if (closing) assert_int_equal(cancelled, 0);
+        mpool_iter_free(it);
+        free(s);
+        mpool_pool_free(p);
+    }
+    heap_end(&h);
+    free_items(in, N);
+}
+
 /* ---- bad input ------------------------------------------------------------- */
 
 static void test_bad_input(void **state)
@@ -607,7 +667,7 @@ int main(void)
         cmocka_unit_test(test_inputs_in_heap), cmocka_unit_test(test_iterators),
         cmocka_unit_test(test_deaths),         cmocka_unit_test(test_chaos),
         cmocka_unit_test(test_source),         cmocka_unit_test(test_stream_1gib),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_lifecycle),      cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
