@@ -25,11 +25,10 @@
 _Static_assert((MPOOL__CACHELINE & (MPOOL__CACHELINE - 1)) == 0 && MPOOL__CACHELINE >= 32,
                "the cache line is a power of two of at least 32 bytes");
 
-/* The names the sources use today (the lead renames them tree-wide). */
-#define MPOOL_CACHELINE   MPOOL__CACHELINE
-#define MPOOL_ALIGNED     __attribute__((aligned(MPOOL__CACHELINE)))
-#define MPOOL_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define MPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* A shared field on a cache line of its own; branch hints. */
+#define MPOOL__ALIGNED     __attribute__((aligned(MPOOL__CACHELINE)))
+#define MPOOL__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define MPOOL__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* One step of a spin-wait: tells the core that we wait, so that it saves
  * power and yields to its SMT sibling. The spin budgets in the sources are

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 /* The one table of codes the library returns: name and description. */
-#define MPOOL_ERROR_TABLE(X)                                                                       \
+#define MPOOL__ERROR_TABLE(X)                                                                       \
     X(0, "0", "Success")                                                                           \
     X(EINVAL, "EINVAL", "Invalid argument or wrong state")                                         \
     X(ENOMEM, "ENOMEM", "Out of memory (or the shared heap is full)")                              \
@@ -39,7 +39,7 @@
 const char *mpool_errname(int code)
 {
     switch (code) {
-        MPOOL_ERROR_TABLE(X_NAME)
+        MPOOL__ERROR_TABLE(X_NAME)
     default:
         return "UNKNOWN";
     }
@@ -48,7 +48,7 @@ const char *mpool_errname(int code)
 const char *mpool_strerror(int code)
 {
     switch (code) {
-        MPOOL_ERROR_TABLE(X_TEXT)
+        MPOOL__ERROR_TABLE(X_TEXT)
     default:
         /* Other errno values (from fork, socket calls...): libc's text. */
         if (code > 0 && code < MPOOL_ETASK) {

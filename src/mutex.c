@@ -58,7 +58,7 @@ static bool try_take(mpool__mutex_t *m, uint64_t expect, uint64_t desired)
 int mpool__mutex_lock_slow(mpool__mutex_t *m, uint64_t self, const struct timespec *deadline,
                            bool try_only)
 {
-    if (MPOOL_UNLIKELY(!self)) return mpool__self_error();
+    if (MPOOL__UNLIKELY(!self)) return mpool__self_error();
     for (int i = 0; i < SPINS; i++) {
         uint64_t w = __atomic_load_n(&m->word, __ATOMIC_RELAXED);
         if (w == 0 && try_take(m, 0, self)) return 0;
@@ -97,7 +97,7 @@ int mpool__mutex_lock_slow(mpool__mutex_t *m, uint64_t self, const struct timesp
 __attribute__((noinline)) int mpool__mutex_lock_wait(mpool__mutex_t *m, uint64_t self,
                                                      double timeout)
 {
-    if (MPOOL_UNLIKELY(!self)) return mpool__self_error();
+    if (MPOOL__UNLIKELY(!self)) return mpool__self_error();
     struct timespec ts;
     bool limited = mpool__deadline(timeout, &ts);
     return mpool__mutex_lock_slow(m, self, limited ? &ts : NULL, timeout == 0);

@@ -76,9 +76,9 @@ int mpool__mutex_lock_wait(mpool__mutex_t *m, uint64_t self, double timeout);
 static inline bool mpool__mutex_try_fast(mpool__mutex_t *m, uint64_t self)
 {
     uint64_t zero = 0;
-    return MPOOL_LIKELY(self != 0) &&
-           MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
-                                                    __ATOMIC_RELAXED));
+    return MPOOL__LIKELY(self != 0) &&
+           MPOOL__LIKELY(__atomic_compare_exchange_n(&m->word, &zero, self, false, __ATOMIC_ACQUIRE,
+                                                     __ATOMIC_RELAXED));
 }
 
 /* Acquires with a public timeout. 0, ETIMEDOUT, EOWNERDEAD (acquired from
@@ -113,9 +113,9 @@ int mpool__mutex_unlock_slow(mpool__mutex_t *m, uint64_t self);
 static inline int mpool__mutex_unlock_as(mpool__mutex_t *m, uint64_t self)
 {
     uint64_t expect = self;
-    if (MPOOL_LIKELY(self != 0) &&
-        MPOOL_LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
-                                                 __ATOMIC_RELAXED)))
+    if (MPOOL__LIKELY(self != 0) &&
+        MPOOL__LIKELY(__atomic_compare_exchange_n(&m->word, &expect, 0, false, __ATOMIC_RELEASE,
+                                                  __ATOMIC_RELAXED)))
         return 0;
     return mpool__mutex_unlock_slow(m, self);
 }

@@ -366,8 +366,8 @@ static void collect_chunk(mpool_async_t *a, mpool_bytes_t *dest, size_t c)
     for (size_t i = lo; i < hi; i++) {
         int status;
         dest[i] = (mpool_bytes_t){NULL, 0};
-        if ((clean || mpool__item_code(j, i, &status) == 0) &&
-            mpool__bytes_take(a, i, &dest[i]) && i < b->first_local)
+        if ((clean || mpool__item_code(j, i, &status) == 0) && mpool__bytes_take(a, i, &dest[i]) &&
+            i < b->first_local)
             b->first_local = i;
     }
     free_chunk(b, c);

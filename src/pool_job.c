@@ -16,7 +16,7 @@
  * aligned). */
 _Static_assert(_Alignof(mpool__chunk_fail_t) <= 8 && sizeof(mpool__chunk_fail_t) % 4 == 0,
                "the cfail records are aligned at a multiple of 8, the codes right after");
-_Static_assert(_Alignof(mpool__job_t) <= MPOOL_CACHELINE,
+_Static_assert(_Alignof(mpool__job_t) <= MPOOL__CACHELINE,
                "mpool_shm_alloc's cache-line alignment is enough for a job");
 _Static_assert(sizeof(uint32_t) * CHAR_BIT == 2 * 16, "codes: two bits per item, 16 items a word");
 

@@ -150,7 +150,7 @@ typedef struct {
 
 /* One worker's slot. The worker occupying it writes it; the fork server
  * rewrites it only while no worker occupies it (after reaping). */
-typedef struct MPOOL_ALIGNED {
+typedef struct MPOOL__ALIGNED {
     /* The range being run: items [lo, hi) of chunk `chunk` of `job` (NULL:
      * none). A range always ends at its chunk's end. It outlives a dead or
      * recycled worker: the replacement runs what is left. `job` is stored
@@ -180,7 +180,7 @@ typedef struct MPOOL_ALIGNED {
 
 typedef struct {
     /* Jobs published (a futex: idle workers sleep on it). Parent-written. */
-    uint32_t tail MPOOL_ALIGNED;
+    uint32_t tail MPOOL__ALIGNED;
     uint32_t idle_waiters; /* workers asleep, or about to be, on tail (wait.h's count) */
     /* 1 + the slot index of the idle worker that spins (one at a time), 0
      * none. Set and cleared by that worker; the server clears it if the
@@ -191,7 +191,7 @@ typedef struct {
      * futex: the parent sleeps on it), and once at terminate (the parent:
      * ends the feeder's sleep). pwait: parent threads asleep, or about to
      * be, on event (wait.h's count). */
-    uint32_t event MPOOL_ALIGNED;
+    uint32_t event MPOOL__ALIGNED;
     uint32_t pwait;
     uint32_t ready; /* workers initialized (counted up by workers) */
     /* Set by the server before it exits for good, once every worker is
@@ -233,15 +233,15 @@ _Static_assert(offsetof(dispatch_t, word) % 8 == 0 && sizeof(dispatch_t) % 8 == 
 _Static_assert(offsetof(wslot_t, pos) % 8 == 0 && offsetof(wslot_t, ident) % 8 == 0 &&
                    offsetof(wslot_t, chunk) % 8 == 0,
                "a slot's 64-bit words are 8-byte aligned: read atomically by the server");
-_Static_assert(_Alignof(wslot_t) == MPOOL_CACHELINE && sizeof(wslot_t) % MPOOL_CACHELINE == 0 &&
-                   offsetof(shared_t, slots) % MPOOL_CACHELINE == 0,
+_Static_assert(_Alignof(wslot_t) == MPOOL__CACHELINE && sizeof(wslot_t) % MPOOL__CACHELINE == 0 &&
+                   offsetof(shared_t, slots) % MPOOL__CACHELINE == 0,
                "each worker writes its own cache lines: slots never share one");
-_Static_assert(offsetof(shared_t, tail) % MPOOL_CACHELINE == 0 &&
-                   offsetof(shared_t, event) % MPOOL_CACHELINE == 0 &&
-                   offsetof(shared_t, event) - offsetof(shared_t, tail) >= MPOOL_CACHELINE,
+_Static_assert(offsetof(shared_t, tail) % MPOOL__CACHELINE == 0 &&
+                   offsetof(shared_t, event) % MPOOL__CACHELINE == 0 &&
+                   offsetof(shared_t, event) - offsetof(shared_t, tail) >= MPOOL__CACHELINE,
                "the tail (parent-written, polled by idle workers) and the event counter "
                "(worker-written, polled by the parent) are on separate cache lines");
-_Static_assert(_Alignof(shared_t) <= MPOOL_CACHELINE,
+_Static_assert(_Alignof(shared_t) <= MPOOL__CACHELINE,
                "mpool_shm_alloc's cache-line alignment is enough for shared_t");
 _Static_assert(sizeof(int32_t) == sizeof(uint32_t) && offsetof(shared_t, broken) % 4 == 0,
                "broken is read as a uint32_t word");

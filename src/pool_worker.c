@@ -67,10 +67,10 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
     for (size_t i = s->lo; i < hi; i++) {
         __atomic_store_n(&s->pos, 2 * i + 1, __ATOMIC_RELAXED);
         int r = fn(in ? in + i * isz : NULL, out ? out + i * osz : NULL, ctx);
-        if (MPOOL_UNLIKELY(r)) mpool__job_fail(j, i, MPOOL_ETASK, r);
+        if (MPOOL__UNLIKELY(r)) mpool__job_fail(j, i, MPOOL_ETASK, r);
         /* Out of the task: a death from here on fails no item. */
         __atomic_store_n(&s->pos, 2 * (i + 1), __ATOMIC_RELEASE);
-        if (MPOOL_UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) return true;
+        if (MPOOL__UNLIKELY(max) && ++*tasks >= max && i + 1 < hi) return true;
     }
     /* pos 2hi: all run; 2hi + 2: counted too (settle must not count again).
      * Both before the chunk_done store: after it, the job may be freed. */

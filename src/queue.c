@@ -103,37 +103,37 @@ struct mpool_queue {
     unsigned char *slots;
 
     /* Putters' side: put_lock guards tail and head_cache. */
-    mpool__mutex_t put_lock MPOOL_ALIGNED;
+    mpool__mutex_t put_lock MPOOL__ALIGNED;
     uint64_t head_cache; /* a value head had; refreshed when the ring looks full */
     /* Items ever put; only the put_lock holder stores it, after the slot is
      * written (that store is the publication). Read by everyone. */
-    uint64_t tail MPOOL_ALIGNED;
+    uint64_t tail MPOOL__ALIGNED;
 
     /* Getters' side: get_lock guards head and tail_cache. */
-    mpool__mutex_t get_lock MPOOL_ALIGNED;
+    mpool__mutex_t get_lock MPOOL__ALIGNED;
     uint64_t tail_cache; /* a value tail had; refreshed when the ring looks empty */
     /* Items ever taken; only the get_lock holder stores it, after copying
      * the item out (that store frees the slot). Read by everyone. */
-    uint64_t head MPOOL_ALIGNED;
+    uint64_t head MPOOL__ALIGNED;
 
     /* Edges: read on every operation, written only when someone waits. */
-    edge_t not_empty MPOOL_ALIGNED; /* getters wait for an item */
-    edge_t not_full;                /* putters wait for room */
-    edge_t all_done;                /* join waits for done == tail */
+    edge_t not_empty MPOOL__ALIGNED; /* getters wait for an item */
+    edge_t not_full;                 /* putters wait for room */
+    edge_t all_done;                 /* join waits for done == tail */
     /* 0 open, 1 closed: set once, under put_lock, by close. */
     uint32_t closed;
 
     /* Joinable: task_done calls so far (CAS, never above tail). */
-    uint64_t done MPOOL_ALIGNED;
+    uint64_t done MPOOL__ALIGNED;
 };
 
 /* Layout claims the code relies on. */
 _Static_assert(offsetof(slot_t, data) == sizeof(size_t), "a slot is its length, then its bytes");
 _Static_assert(_Alignof(slot_t) <= 8, "slots start at multiples of 8 (stride rounding)");
-_Static_assert(offsetof(struct mpool_queue, put_lock) % MPOOL_CACHELINE == 0 &&
-                   offsetof(struct mpool_queue, get_lock) % MPOOL_CACHELINE == 0 &&
-                   offsetof(struct mpool_queue, tail) % MPOOL_CACHELINE == 0 &&
-                   offsetof(struct mpool_queue, head) % MPOOL_CACHELINE == 0,
+_Static_assert(offsetof(struct mpool_queue, put_lock) % MPOOL__CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, get_lock) % MPOOL__CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, tail) % MPOOL__CACHELINE == 0 &&
+                   offsetof(struct mpool_queue, head) % MPOOL__CACHELINE == 0,
                "each side's lock and index start a cache line of their own");
 _Static_assert(offsetof(struct mpool_queue, head_cache) < offsetof(struct mpool_queue, tail) &&
                    offsetof(struct mpool_queue, tail_cache) < offsetof(struct mpool_queue, head),
@@ -150,7 +150,7 @@ static mpool_queue_t *queue_new(size_t maxsize, size_t item_size, bool joinable)
 {
     if (maxsize == 0) maxsize = MPOOL_QUEUE_DEFAULT_MAXSIZE;
     size_t stride = (sizeof(slot_t) + item_size + 7) & ~(size_t)7;
-    size_t head = (sizeof(mpool_queue_t) + MPOOL_CACHELINE - 1) & ~(size_t)(MPOOL_CACHELINE - 1);
+    size_t head = (sizeof(mpool_queue_t) + MPOOL__CACHELINE - 1) & ~(size_t)(MPOOL__CACHELINE - 1);
     if (item_size == 0 || item_size > SIZE_MAX / 2 || maxsize > (SIZE_MAX - head) / stride) {
         errno = item_size == 0 ? EINVAL : ENOMEM;
         return NULL;
@@ -206,7 +206,7 @@ static int lock_side(mpool__mutex_t *m, uint64_t self, const struct timespec *de
 static void edge_wake(edge_t *e)
 {
     uint32_t w = __atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST);
-    if (MPOOL_LIKELY(w == 0)) return;
+    if (MPOOL__LIKELY(w == 0)) return;
     __atomic_fetch_add(&e->ev, 1, __ATOMIC_SEQ_CST);
     if (mpool__futex_wake(&e->ev, INT32_MAX) > 0) {
         __atomic_store_n(&e->idle_wakes, 0, __ATOMIC_RELAXED);

@@ -58,7 +58,7 @@ typedef struct {
 } heap_t;
 
 _Static_assert(sizeof(block_t) <= HEADER, "a block header fits its 64 bytes");
-_Static_assert(HEADER == MPOOL_CACHELINE, "user pointers are cache-line aligned (shm.h)");
+_Static_assert(HEADER == MPOOL__CACHELINE, "user pointers are cache-line aligned (shm.h)");
 _Static_assert(sizeof(heap_t) <= PAGE, "the heap header fits the first page");
 _Static_assert(MIN_SIZE % PAGE == 0 && DEFAULT_SIZE >= MIN_SIZE && DEFAULT_SIZE <= MAX_SIZE,
                "the default size obeys the rules of shm.h");

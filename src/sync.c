@@ -43,13 +43,13 @@ mpool_lock_t *mpool_lock_new(void)
 
 int mpool_lock_acquire(mpool_lock_t *l, double timeout)
 {
-    if (MPOOL_UNLIKELY(!l)) return EINVAL;
+    if (MPOOL__UNLIKELY(!l)) return EINVAL;
     return mpool__mutex_lock(&l->m, timeout);
 }
 
 int mpool_lock_release(mpool_lock_t *l)
 {
-    if (MPOOL_UNLIKELY(!l)) return EINVAL;
+    if (MPOOL__UNLIKELY(!l)) return EINVAL;
     return mpool__mutex_unlock(&l->m);
 }
 
@@ -80,7 +80,7 @@ mpool_rlock_t *mpool_rlock_new(void)
 
 int mpool_rlock_acquire(mpool_rlock_t *l, double timeout)
 {
-    if (MPOOL_UNLIKELY(!l)) return EINVAL;
+    if (MPOOL__UNLIKELY(!l)) return EINVAL;
     if (mpool__mutex_held_by_me(&l->m)) {
         if (l->count == UINT32_MAX) return EOVERFLOW;
         l->count++;
@@ -93,7 +93,7 @@ int mpool_rlock_acquire(mpool_rlock_t *l, double timeout)
 
 int mpool_rlock_release(mpool_rlock_t *l)
 {
-    if (MPOOL_UNLIKELY(!l)) return EINVAL;
+    if (MPOOL__UNLIKELY(!l)) return EINVAL;
     if (!mpool__mutex_held_by_me(&l->m)) return EPERM;
     if (--l->count > 0) return 0;
     return mpool__mutex_unlock(&l->m);
@@ -152,7 +152,7 @@ static bool sem_try(mpool_sem_t *s)
 
 int mpool_sem_acquire(mpool_sem_t *s, double timeout)
 {
-    if (MPOOL_UNLIKELY(!s)) return EINVAL;
+    if (MPOOL__UNLIKELY(!s)) return EINVAL;
     if (sem_try(s)) return 0;
     struct timespec ts;
     const struct timespec *deadline = mpool__wait_deadline(timeout, &ts);
@@ -165,7 +165,7 @@ int mpool_sem_acquire(mpool_sem_t *s, double timeout)
 
 int mpool_sem_release(mpool_sem_t *s)
 {
-    if (MPOOL_UNLIKELY(!s)) return EINVAL;
+    if (MPOOL__UNLIKELY(!s)) return EINVAL;
     uint32_t v = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
     do {
         if (v >= s->max) return s->bounded ? ERANGE : EOVERFLOW;
@@ -230,7 +230,7 @@ bool mpool_event_is_set(mpool_event_t *e)
 
 int mpool_event_wait(mpool_event_t *e, double timeout)
 {
-    if (MPOOL_UNLIKELY(!e)) return EINVAL;
+    if (MPOOL__UNLIKELY(!e)) return EINVAL;
     uint32_t v = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
     if (v & EVENT_SET) return 0;
     if (timeout == 0) return ETIMEDOUT;
