@@ -101,7 +101,8 @@ struct mpool_out {
 struct mpool__bytes {
     void *block, *copy; /* staging blocks: records, and input copies (or NULL) */
     size_t block_size, copy_size;
-    void *adopted; /* a shared block holding the inputs, freed with the call */
+    void *adopted; /* a staging block holding the inputs, given back with the call */
+    size_t adopted_size;
     bout_t *outs;
     seg_t **arena;
     size_t nchunks;
@@ -262,6 +263,7 @@ static void bytes_free(mpool_pool_t *p, struct mpool__bytes *b)
 {
     mpool__stage_free(p, b->block, b->block_size);
     mpool__stage_free(p, b->copy, b->copy_size);
+    mpool__stage_free(p, b->adopted, b->adopted_size);
     free(b);
 }
 
@@ -276,7 +278,8 @@ static int check_items(const mpool_pool_t *p, mpool_bytes_fn fn, const mpool_byt
 }
 
 mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                   size_t n, size_t chunksize, size_t handle_size, void *adopt)
+                                   size_t n, size_t chunksize, size_t handle_size, void *adopt,
+                                   size_t adopt_size)
 {
     static uint64_t serials;
     int err = check_items(p, fn, in, n);
@@ -325,7 +328,8 @@ mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpo
         return NULL;
     }
     b->adopted = adopt; /* only now: on failure the caller keeps it */
-    a->bytes = b;       /* no one else sees `a` yet; collection starts at the first wait */
+    b->adopted_size = adopt_size;
+    a->bytes = b; /* no one else sees `a` yet; collection starts at the first wait */
     a->user_out = NULL;
     return a;
 }
@@ -399,7 +403,6 @@ void mpool__bytes_release(mpool_async_t *a)
 {
     struct mpool__bytes *b = a->bytes;
     for (size_t c = 0; c < b->nchunks; c++) free_chunk(b, c);
-    mpool_shm_free(b->adopted);
     bytes_free(a->pool, b);
     a->bytes = NULL;
 }
@@ -414,7 +417,7 @@ mpool_async_t *mpool_pool_map_bytes_async(mpool_pool_t *p, mpool_bytes_fn fn,
         errno = EINVAL;
         return NULL;
     }
-    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_async_t), NULL);
+    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_async_t), NULL, 0);
     if (!a) return NULL;
     for (size_t i = 0; i < n; i++) out[i] = (mpool_bytes_t){NULL, 0};
     a->user_out = out;

@@ -91,10 +91,12 @@ bool mpool__iter_ready(void *it);
  * when the copy cannot be made, and then nothing is consumed. */
 int mpool__iter_take(mpool_iter_t *it, void *out, size_t *index);
 
-/* mpool_pool_imap_bytes that also takes over `adopt` (a shared block,
- * freed with the call; the caller keeps it if this fails). */
+/* mpool_pool_imap_bytes that also takes over `adopt`, a block of
+ * mpool__stage_alloc of adopt_size bytes given back with the call (the
+ * caller keeps it if this fails). */
 mpool_iter_t *mpool__imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                size_t n, size_t chunksize, bool ordered, void *adopt);
+                                size_t n, size_t chunksize, bool ordered, void *adopt,
+                                size_t adopt_size);
 
 /* ---- bytes items (src/pool_bytes.c) ---- */
 
@@ -102,7 +104,8 @@ mpool_iter_t *mpool__imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_
  * `handle_size` as for mpool__submit; `adopt` as for mpool__imap_bytes.
  * NULL with errno EINVAL or ENOMEM. */
 mpool_async_t *mpool__bytes_submit(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                   size_t n, size_t chunksize, size_t handle_size, void *adopt);
+                                   size_t n, size_t chunksize, size_t handle_size, void *adopt,
+                                   size_t adopt_size);
 
 /* Moves the outputs of every complete chunk not yet collected into the
  * caller's array (map_bytes); no-op for iterators. */

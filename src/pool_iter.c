@@ -113,16 +113,18 @@ int mpool_iter_next_bytes(mpool_iter_t *it, mpool_bytes_t *out, size_t *index, d
 }
 
 mpool_iter_t *mpool__imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
-                                size_t n, size_t chunksize, bool ordered, void *adopt)
+                                size_t n, size_t chunksize, bool ordered, void *adopt,
+                                size_t adopt_size)
 {
-    mpool_async_t *a = mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_iter_t), adopt);
+    mpool_async_t *a =
+        mpool__bytes_submit(p, fn, in, n, chunksize, sizeof(mpool_iter_t), adopt, adopt_size);
     return iter_init((mpool_iter_t *)a, n, ordered);
 }
 
 mpool_iter_t *mpool_pool_imap_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpool_bytes_t *in,
                                     size_t n, size_t chunksize, bool ordered)
 {
-    return mpool__imap_bytes(p, fn, in, n, chunksize, ordered, NULL);
+    return mpool__imap_bytes(p, fn, in, n, chunksize, ordered, NULL, 0);
 }
 
 void mpool_iter_free(mpool_iter_t *it)

@@ -45,6 +45,7 @@ typedef struct {
     size_t n, cap;
     char *bytes;
     size_t used, bytes_cap;
+    size_t hint; /* the last batch's block size */
 } pending_t;
 
 struct mpool__source {
@@ -60,7 +61,27 @@ struct mpool__source {
     pending_t pending;
 };
 
-static int pending_add(pending_t *q, const mpool_bytes_t *item)
+/* Room for len more bytes in the pending block: a staging block (pool.c),
+ * so that the next batch's block of about the same size is the one the
+ * last batch gave back, its pages still mapped in every worker. */
+static int pending_room(mpool_pool_t *p, pending_t *q, size_t len)
+{
+    if (q->bytes && len <= q->bytes_cap - q->used) return 0;
+    size_t cap = q->bytes ? q->bytes_cap : q->hint ? q->hint : (size_t)64 << 10;
+    while (cap - q->used < len)
+        if (__builtin_mul_overflow(cap, 2, &cap)) return ENOMEM;
+    pthread_mutex_lock(&p->lock);
+    char *b = mpool__stage_alloc(p, cap);
+    if (b && q->used) memcpy(b, q->bytes, q->used);
+    if (b) mpool__stage_free(p, q->bytes, q->bytes_cap);
+    pthread_mutex_unlock(&p->lock);
+    if (!b) return ENOMEM;
+    q->bytes = b;
+    q->bytes_cap = cap;
+    return 0;
+}
+
+static int pending_add(mpool_pool_t *p, pending_t *q, const mpool_bytes_t *item)
 {
     if (q->n == q->cap) {
         size_t cap = q->cap ? 2 * q->cap : 64;
@@ -69,17 +90,7 @@ static int pending_add(pending_t *q, const mpool_bytes_t *item)
         q->items = v;
         q->cap = cap;
     }
-    if (item->len > q->bytes_cap - q->used || !q->bytes) {
-        size_t cap = q->bytes_cap ? q->bytes_cap : (size_t)64 << 10;
-        while (cap - q->used < item->len)
-            if (__builtin_mul_overflow(cap, 2, &cap)) return ENOMEM;
-        char *b = mpool__shm_alloc_uninit(cap);
-        if (!b) return ENOMEM;
-        if (q->used) memcpy(b, q->bytes, q->used);
-        mpool_shm_free(q->bytes);
-        q->bytes = b;
-        q->bytes_cap = cap;
-    }
+    if (pending_room(p, q, item->len)) return ENOMEM;
     if (item->len) memcpy(q->bytes + q->used, item->data, item->len);
     q->items[q->n++] = (mpool_bytes_t){(void *)(uintptr_t)q->used, item->len}; /* offset */
     q->used += item->len;
@@ -94,7 +105,8 @@ static int submit_pending(mpool_pool_t *p, struct mpool__source *s)
     if (!b) return ENOMEM;
     for (size_t i = 0; i < q->n; i++) /* offsets -> pointers, now that bytes stays put */
         q->items[i].data = q->bytes + (uintptr_t)q->items[i].data;
-    b->it = mpool__imap_bytes(p, s->fn, q->items, q->n, s->chunk, s->ordered, q->bytes);
+    b->it =
+        mpool__imap_bytes(p, s->fn, q->items, q->n, s->chunk, s->ordered, q->bytes, q->bytes_cap);
     int err = b->it ? 0 : errno;
     for (size_t i = 0; i < q->n; i++)
         q->items[i].data = (void *)(uintptr_t)((char *)q->items[i].data - q->bytes);
@@ -109,6 +121,7 @@ static int submit_pending(mpool_pool_t *p, struct mpool__source *s)
     else
         s->head = b;
     s->tail = b;
+    q->hint = q->bytes_cap;
     q->n = q->used = q->bytes_cap = 0;
     q->bytes = NULL; /* the batch's now */
     return 0;
@@ -128,7 +141,7 @@ static int refill(mpool_pool_t *p, struct mpool__source *s)
                 s->end = rc;
                 break;
             }
-            if ((item.len && !item.data) || pending_add(&s->pending, &item)) {
+            if ((item.len && !item.data) || pending_add(p, &s->pending, &item)) {
                 s->end = item.len && !item.data ? EINVAL : ENOMEM; /* the stream cannot go on */
                 break;
             }
@@ -251,7 +264,7 @@ void mpool__source_release(mpool_async_t *a)
 {
     struct mpool__source *s = a->source;
     free(s->pending.items);
-    mpool_shm_free(s->pending.bytes);
+    mpool__stage_free(a->pool, s->pending.bytes, s->pending.bytes_cap); /* under the lock */
     for (batch_t *b = s->head, *next; b; b = next) { /* their handles: pool->live */
         next = b->next;
         free(b);
@@ -267,7 +280,9 @@ void mpool__source_free(mpool_iter_t *it)
     struct mpool__source *s = it->a.source;
     for (batch_t *b = s->head; b; b = b->next) mpool_iter_free(b->it);
     mpool__pool_drop(&it->a);
+    pthread_mutex_lock(&p->lock);
     mpool__source_release(&it->a);
+    pthread_mutex_unlock(&p->lock);
     free(it);
     mpool__pool_leave(p);
 }
