@@ -4,6 +4,8 @@
  *
  *   bytes.map_ns_per_item     map_bytes over 1e6 items of 16-64 bytes, each
  *                             returned reversed (2 workers)
+ *   bytes.map_shm_ns_per_item the same with the items' bytes in the shared
+ *                             heap (read in place: no copy in)
  *   bytes.revcomp_seq_s       examples/revcomp --workers 0 on a generated
  *                             250 MiB FASTA (records of 1-10,000 bases,
  *                             seed 1): the same code without the pool
@@ -62,11 +64,12 @@ static mpool_pool_t *pool_of(int processes)
     return p;
 }
 
-static void bench_map(void)
+/* shm: the items' bytes lie in the shared heap (read in place, no copy). */
+static void bench_map(bool shm)
 {
     size_t n = quick ? 100000 : 1000000;
     mpool_bytes_t *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
-    char *data = malloc(n * 64);
+    char *data = shm ? mpool_shm_alloc(n * 64) : malloc(n * 64);
     uint64_t x = 1;
     for (size_t i = 0; i < n; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -89,8 +92,10 @@ static void bench_map(void)
         for (size_t i = 0; i < n; i++) free(out[i].data);
     }
     mpool_pool_free(p);
-    bench_result("bytes.map_ns_per_item", bench_median(t, reps), "ns");
-    free(in), free(out), free(data);
+    bench_result(shm ? "bytes.map_shm_ns_per_item" : "bytes.map_ns_per_item", bench_median(t, reps),
+                 "ns");
+    free(in), free(out);
+    shm ? mpool_shm_free(data) : free(data);
 }
 
 /* ---- revcomp, as a separate program ------------------------------------------ */
@@ -208,7 +213,8 @@ int main(int argc, char **argv)
         bench_revcomp();
     else
         fprintf(stderr, "bench_bytes: %s not built: revcomp skipped\n", revcomp_path);
-    bench_map();
+    bench_map(false);
+    bench_map(true);
     for (int k = 0; k < 2; k++) {
         bench_window(2, k ? 4096 : 0);
         bench_window(64, k ? 4096 : 0);
