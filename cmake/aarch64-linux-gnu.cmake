@@ -31,9 +31,10 @@ set(CMAKE_DISABLE_FIND_PACKAGE_MPI ON)
 # hangs in every fork (the child never runs), which would fail most tests.
 #
 # The emulator line also
-# - preloads qemu-proc-stat.so (built here from qemu-proc-stat.c), which
-#   works around qemu's made-up /proc/self/stat in forked children: see that
-#   file; without it every lock held by a forked process looks abandoned;
+# - preloads qemu-preload.so (built here from qemu-preload.c), which undoes
+#   qemu's made-up /proc/self/stat in forked children (without it every
+#   lock held by a forked process looks abandoned) and its no-op madvise
+#   (without it freed heap memory is not zero when reused): see that file;
 # - sets MPOOL_TEST_EMULATOR to qemu's path: the tests skip or adapt the few
 #   checks qemu-user cannot honour (docs/PORTING.md lists them), and a test
 #   that runs its own program again does so through qemu, since a foreign
@@ -47,10 +48,10 @@ if(MPOOL_QEMU_AARCH64)
   else()
     set(_mpool_qemu ${MPOOL_QEMU_AARCH64} -L /usr/aarch64-linux-gnu)
   endif()
-  set(_mpool_shim ${CMAKE_BINARY_DIR}/qemu-proc-stat.so)
+  set(_mpool_shim ${CMAKE_BINARY_DIR}/qemu-preload.so)
   if(NOT CMAKE_IN_TRY_COMPILE)
     execute_process(COMMAND ${CMAKE_C_COMPILER} -shared -fPIC -O2 -Wall -Wextra -Werror
-                            -o ${_mpool_shim} ${CMAKE_CURRENT_LIST_DIR}/qemu-proc-stat.c
+                            -o ${_mpool_shim} ${CMAKE_CURRENT_LIST_DIR}/qemu-preload.c
                     RESULT_VARIABLE _mpool_rc)
     if(NOT _mpool_rc EQUAL 0)
       message(FATAL_ERROR "cannot build ${_mpool_shim}")
