@@ -21,10 +21,13 @@
  *    with MADV_REMOVE and counts on the kernel's zeros afterwards
  *    (src/shm.c: "every byte after the header is zero"), so under qemu a
  *    reused block keeps its old bytes. madvise(MADV_REMOVE) here writes the
- *    zeros itself; the memory is not given back, which only the test of
- *    that (test_shm freed_large_blocks_give_memory_back) can see. */
+ *    zeros itself, by the kernel's rules on alignment and length; the
+ *    memory is not given back, which only the test of that (test_shm
+ *    freed_large_blocks_give_memory_back) can see. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,9 +93,15 @@ int openat(int dirfd, const char *path, int flags, ...)
 int madvise(void *addr, size_t len, int advice)
 {
     if (advice == MADV_REMOVE) {
-        /* What a reader sees after the kernel's MADV_REMOVE; the pages
-         * stay resident. */
-        memset(addr, 0, len);
+        /* What the kernel does, rules included: the start must be aligned
+         * to the system page, and the length is rounded up to whole pages
+         * (which matters under `qemu -p 65536`, a 64 KiB-page system). */
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        if ((uintptr_t)addr & (page - 1)) {
+            errno = EINVAL;
+            return -1;
+        }
+        memset(addr, 0, (len + page - 1) & ~(page - 1));
         return 0;
     }
     return (int)syscall(SYS_madvise, addr, len, advice);
