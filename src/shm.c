@@ -34,8 +34,10 @@
 /* 64 TiB: half of x86-64's user address space (aarch64 kernels with 48-bit
  * addresses have twice that; with 39-bit ones, 512 GiB, the mmap fails and
  * a smaller heap is reserved, as on any limited address space). */
-#define MAX_SIZE  ((size_t)1 << 46)
-#define HEADER    64
+#define MAX_SIZE ((size_t)1 << 46)
+/* A block header is one cache line, so that user pointers start one (shm.h
+ * promises 64 bytes; a build with a larger MPOOL__CACHELINE gets more). */
+#define HEADER    MPOOL__CACHELINE
 #define MIN_CLASS 7  /* 128 B */
 #define MAX_CLASS 20 /* 1 MiB */
 #define NCLASSES  (MAX_CLASS - MIN_CLASS + 1)
@@ -64,7 +66,8 @@ typedef struct {
 } heap_t;
 
 _Static_assert(sizeof(block_t) <= HEADER, "a block header fits its 64 bytes");
-_Static_assert(HEADER == MPOOL__CACHELINE, "user pointers are cache-line aligned (shm.h)");
+_Static_assert(HEADER >= 64 && PAGE % HEADER == 0,
+               "user pointers are aligned to at least 64 bytes (shm.h), pages to headers");
 _Static_assert(sizeof(heap_t) <= PAGE, "the heap header fits the first page");
 _Static_assert(MIN_SIZE % PAGE == 0 && DEFAULT_SIZE >= MIN_SIZE && DEFAULT_SIZE <= MAX_SIZE,
                "the default size obeys the rules of shm.h");
