@@ -56,6 +56,8 @@ if(MPOOL_QEMU_AARCH64)
     if(NOT _mpool_rc EQUAL 0)
       message(FATAL_ERROR "cannot build ${_mpool_shim}")
     endif()
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+                 ${CMAKE_CURRENT_LIST_DIR}/qemu-preload.c)
   endif()
   set(CMAKE_CROSSCOMPILING_EMULATOR env MPOOL_TEST_EMULATOR=${MPOOL_QEMU_AARCH64} ${_mpool_qemu}
                                     -E LD_PRELOAD=${_mpool_shim})
