@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arch.h" /* src/: the spin hint and cache line of the target */
 #include "bench.h"
 
 #define RAW_CAP 1024 /* slots, as the mpool queue's default maxsize */
@@ -26,15 +27,15 @@ static void edge_pause(int spins)
     if (spins > 64)
         sched_yield();
     else
-        __builtin_ia32_pause();
+        mpool__cpu_relax();
 }
 
 /* ---- the raw ring ------------------------------------------------------------- */
 
 typedef struct {
-    uint64_t tail __attribute__((aligned(64))); /* written by the producer only */
-    uint64_t head __attribute__((aligned(64))); /* written by the consumer only */
-    unsigned char slots[] __attribute__((aligned(64)));
+    uint64_t tail __attribute__((aligned(MPOOL__CACHELINE))); /* written by the producer only */
+    uint64_t head __attribute__((aligned(MPOOL__CACHELINE))); /* written by the consumer only */
+    unsigned char slots[] __attribute__((aligned(MPOOL__CACHELINE)));
 } raw_ring_t;
 
 static raw_ring_t *raw_new(size_t item)
@@ -107,9 +108,9 @@ typedef struct {
 } vslot_t;
 
 typedef struct {
-    uint64_t tail __attribute__((aligned(64)));
-    uint64_t head __attribute__((aligned(64)));
-    vslot_t slots[RAW_CAP] __attribute__((aligned(64)));
+    uint64_t tail __attribute__((aligned(MPOOL__CACHELINE)));
+    uint64_t head __attribute__((aligned(MPOOL__CACHELINE)));
+    vslot_t slots[RAW_CAP] __attribute__((aligned(MPOOL__CACHELINE)));
 } vring_t;
 
 static void v_put(vring_t *r, const void *item)

@@ -20,6 +20,7 @@
 
 #include <mpool.h>
 
+#include "arch.h" /* src/: the spin hint of the target */
 #include "bench.h"
 
 static long n_uncontended, n_contended, n_rounds;
@@ -177,7 +178,7 @@ typedef struct {
 static void contender(const lock_ops *ops, void *l, shared_t *sh)
 {
     __atomic_fetch_add(&sh->ready, 1, __ATOMIC_SEQ_CST);
-    while (!__atomic_load_n(&sh->go, __ATOMIC_ACQUIRE)) __builtin_ia32_pause();
+    while (!__atomic_load_n(&sh->go, __ATOMIC_ACQUIRE)) mpool__cpu_relax();
     for (long i = 0; i < n_contended; i++) {
         ops->lock(l);
         sh->counter++;

@@ -31,13 +31,21 @@
 
 #define DEFAULT_SIZE ((size_t)1 << 30)
 #define MIN_SIZE     ((size_t)16 << 20)
-#define MAX_SIZE     ((size_t)1 << 46) /* 64 TiB: half of x86-64's user address space */
-#define HEADER       64
-#define MIN_CLASS    7  /* 128 B */
-#define MAX_CLASS    20 /* 1 MiB */
-#define NCLASSES     (MAX_CLASS - MIN_CLASS + 1)
-#define PAGE         4096
-#define BLOCK_MAGIC  0x6d706f6f6c626c6bULL /* "mpoolblk" */
+/* 64 TiB: half of x86-64's user address space (aarch64 kernels with 48-bit
+ * addresses have twice that; with 39-bit ones, 512 GiB, the mmap fails and
+ * a smaller heap is reserved, as on any limited address space). */
+#define MAX_SIZE ((size_t)1 << 46)
+/* A block header is one cache line, so that user pointers start one (shm.h
+ * promises 64 bytes; a build with a larger MPOOL__CACHELINE gets more). */
+#define HEADER    MPOOL__CACHELINE
+#define MIN_CLASS 7  /* 128 B */
+#define MAX_CLASS 20 /* 1 MiB */
+#define NCLASSES  (MAX_CLASS - MIN_CLASS + 1)
+/* The heap's own page: the granularity of large blocks. Not the system's
+ * page, which is 4 KiB on x86-64 but 4, 16 or 64 KiB on aarch64 kernels
+ * (64 KiB is the default of RHEL's and NVIDIA Grace's): see large_scrub. */
+#define PAGE        4096
+#define BLOCK_MAGIC 0x6d706f6f6c626c6bULL /* "mpoolblk" */
 
 enum { BLOCK_FREE = 1, BLOCK_USED = 2 };
 
@@ -58,14 +66,16 @@ typedef struct {
 } heap_t;
 
 _Static_assert(sizeof(block_t) <= HEADER, "a block header fits its 64 bytes");
-_Static_assert(HEADER == MPOOL__CACHELINE, "user pointers are cache-line aligned (shm.h)");
+_Static_assert(HEADER >= 64 && PAGE % HEADER == 0,
+               "user pointers are aligned to at least 64 bytes (shm.h), pages to headers");
 _Static_assert(sizeof(heap_t) <= PAGE, "the heap header fits the first page");
 _Static_assert(MIN_SIZE % PAGE == 0 && DEFAULT_SIZE >= MIN_SIZE && DEFAULT_SIZE <= MAX_SIZE,
                "the default size obeys the rules of shm.h");
 
 static heap_t *heap;
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
-static int size_status; /* mpool_shm_size_status(); set once by heap_init */
+static int size_status;           /* mpool_shm_size_status(); set once by heap_init */
+static uintptr_t sys_page = PAGE; /* the system's page size; set once by heap_init */
 
 /* MPOOL_SHM_SIZE by the rules of shm.h: digits, then at most one of K, M,
  * G, T (either case, powers of 1024), nothing else. 0 and *out set, EINVAL
@@ -97,6 +107,8 @@ static void heap_init(void)
     const char *env = getenv("MPOOL_SHM_SIZE");
     if (env) size_status = parse_size(env, &size);
     if (size_status) size = DEFAULT_SIZE;
+    long sp = sysconf(_SC_PAGESIZE);
+    if (sp > PAGE && (sp & (sp - 1)) == 0) sys_page = (uintptr_t)sp;
     size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
     void *p = MAP_FAILED;
     /* A smaller heap beats none when the address space is limited; the
@@ -237,13 +249,25 @@ void *mpool__shm_alloc_uninit(size_t size)
     return heap_alloc(size, false);
 }
 
-/* Zeroes a free large block's body and returns its pages to the system. */
+/* Zeroes a free large block's body and returns its pages to the system:
+ * the whole system pages inside the body go with MADV_REMOVE, the bytes
+ * before and after them are cleared by hand. A block is PAGE-aligned, and a
+ * system page may be larger: madvise fails on a start that is not aligned
+ * to it, and rounds a length up to whole pages, so a range ending inside a
+ * system page would remove the start of the next block, in use or not. */
 static void large_scrub(block_t *b)
 {
-    char *first = (char *)b + HEADER, *pages = (char *)b + PAGE, *end = (char *)b + b->size;
+    char *first = (char *)b + HEADER, *end = (char *)b + b->size;
+    char *pages = (char *)(((uintptr_t)first + sys_page - 1) & ~(sys_page - 1));
+    char *pages_end = (char *)((uintptr_t)end & ~(sys_page - 1));
+    if (pages_end <= pages) {
+        memset(first, 0, (size_t)(end - first));
+        return;
+    }
     memset(first, 0, (size_t)(pages - first));
-    if (end > pages && madvise(pages, (size_t)(end - pages), MADV_REMOVE) != 0)
-        memset(pages, 0, (size_t)(end - pages));
+    if (madvise(pages, (size_t)(pages_end - pages), MADV_REMOVE) != 0)
+        memset(pages, 0, (size_t)(pages_end - pages));
+    memset(pages_end, 0, (size_t)(end - pages_end));
 }
 
 static void large_free(heap_t *h, block_t *b)

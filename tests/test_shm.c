@@ -217,6 +217,9 @@ static void reservation_costs_no_memory_and_no_files(void **state)
 static void freed_large_blocks_give_memory_back(void **state)
 {
     (void)state;
+    /* qemu-user ignores madvise, so the pages stay (cmake/qemu-preload.c
+     * writes the zeros MADV_REMOVE would leave). */
+    if (tu_emulator()) skip();
     long before = status_kb("RssShmem:");
     size_t n = 64 << 20;
     char *p = mpool_shm_alloc(n);
@@ -250,7 +253,7 @@ static bool probe(const char *value, size_t *reserved, int *status)
             setenv("MPOOL_SHM_SIZE", value, 1);
         else
             unsetenv("MPOOL_SHM_SIZE");
-        execl(self_path, "test_shm", "--probe", (char *)NULL);
+        tu_exec1(self_path, "test_shm", "--probe");
         _exit(127);
     }
     close(fds[1]);

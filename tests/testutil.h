@@ -52,6 +52,28 @@ static inline bool tu_under_valgrind(void)
     return p && strstr(p, "vgpreload");
 }
 
+/* The emulator the tests run under, or NULL when they run natively. The
+ * cross build's ctest sets MPOOL_TEST_EMULATOR (cmake/aarch64-linux-gnu.cmake)
+ * to qemu-user's path; docs/PORTING.md lists what qemu-user cannot do and
+ * which checks adapt. */
+static inline const char *tu_emulator(void)
+{
+    const char *e = getenv("MPOOL_TEST_EMULATOR");
+    return e && *e ? e : NULL;
+}
+
+/* Replaces this process with program `path`, given one argument, as
+ * argv[0] `name`. Under an emulator through it: without binfmt_misc the
+ * kernel cannot run a foreign binary. Returns only on failure. */
+static inline void tu_exec1(const char *path, const char *name, const char *arg)
+{
+    const char *emu = tu_emulator();
+    if (emu)
+        execl(emu, emu, path, arg, (char *)NULL);
+    else
+        execl(path, name, arg, (char *)NULL);
+}
+
 static inline double tu_now(void)
 {
     struct timespec ts;
