@@ -374,6 +374,8 @@ static shared_t *shared_new(const mpool_pool_opts_t *o)
     if (!sh) return NULL;
     sh->nworkers = o->processes;
     sh->maxtasks = o->maxtasksperchild;
+    const char *fault = getenv("MPOOL_TEST_FAULT"); /* tests only: pool_local.h */
+    sh->fault = fault && !strcmp(fault, "die-after-publish") ? FAULT_DIE_AFTER_PUBLISH : 0;
     sh->task_timeout = o->task_timeout;
     sh->initializer = o->initializer;
     sh->initarg = o->initarg;

@@ -89,6 +89,11 @@
  *                           breaks (sh->broken, passed on by health_locked).
  *   a job freed under a     settle_claim() compares job->tag with TAG(iseq):
  *   dead worker's claim     memory reused by another job is never adopted.
+ *   a worker dead after     settle() leaves a chunk that is complete already
+ *   publishing its chunk    (or whose job is gone: tag differs from the
+ *                           slot's) alone: rewriting its progress word would
+ *                           clear an iterator's REPORTED mark, or write into
+ *                           a freed job.
  */
 #ifndef MPOOL_POOL_LOCAL_H
 #define MPOOL_POOL_LOCAL_H
@@ -119,7 +124,10 @@
 #define MAX_FORK_FAILURES 30    /* worker forks failing in a row (rounds of 1 s) */
 #define STOP_GRACE        1.0   /* terminate: how long the server may take to stop its workers */
 #define RESTART_GAP       0.005 /* pause per server replacement in a row (at most 10 of them) */
-#define TAG(seq)          (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
+/* sh->fault: the worker kills itself right after publishing a chunk, before
+ * clearing its slot ("die-after-publish"). */
+#define FAULT_DIE_AFTER_PUBLISH 1
+#define TAG(seq)                (0x6a6f6200ull << 32 | (seq)) /* job->tag of dispatch seq */
 
 /* seq % RING must name the same entry across the wrap of the 32-bit seq. */
 _Static_assert((RING & (RING - 1)) == 0, "RING is a power of two");
@@ -156,6 +164,7 @@ typedef struct MPOOL__ALIGNED {
      * recycled worker: the replacement runs what is left. `job` is stored
      * last (release), so a set `job` means the rest is valid. */
     mpool__job_t *job;
+    uint64_t tag; /* job->tag when the range was taken */
     uint64_t chunk, lo, hi;
     /* 2i+1 while item i runs (inside fn); 2i when every item before i is
      * done; 2hi+2 once the finished range is counted in the job's hint. */
@@ -210,8 +219,10 @@ typedef struct {
      * failing worker fork fails pool_new at once. */
     uint32_t handoff, server_done, stop, started;
     uint32_t handoff_waiters; /* the new server, asleep on handoff (wait.h) */
-    /* Read-only after pool_new. */
+    /* Read-only after pool_new. fault: a fault injection point for the
+     * tests, from MPOOL_TEST_FAULT at pool_new (0: none; FAULT_*). */
     bool inherit_fds;
+    uint32_t fault;
     int nworkers;
     unsigned maxtasks;
     double task_timeout;

@@ -60,8 +60,16 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
             next = s->hi;
             if (!counted) mpool__job_count_chunk(j);
         }
-        __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | (uint32_t)(next - start),
-                         __ATOMIC_RELEASE);
+        /* Counted, the range may be published too: its worker died between
+         * its chunk_done store and clearing `job`. Then the word is the
+         * parent's (REPORTED), or the job is gone: leave it. Uncounted, the
+         * chunk is not complete, so the job lives. */
+        uint32_t len = (uint32_t)(s->hi - start);
+        bool published = counted && (__atomic_load_n(&j->tag, __ATOMIC_ACQUIRE) != s->tag ||
+                                     (ld32(&j->chunk_done[s->chunk]) & MPOOL__CHUNK_COUNT) == len);
+        if (!published)
+            __atomic_store_n(&j->chunk_done[s->chunk],
+                             MPOOL__CHUNK_STARTED | (uint32_t)(next - start), __ATOMIC_RELEASE);
         if (next >= s->hi) {
             s->job = NULL;
         } else {

@@ -12,6 +12,7 @@ void mpool__local_take(wslot_t *s, mpool__job_t *j, uint32_t c)
     s->chunk = c;
     s->lo = lo;
     s->hi = lo + mpool__chunk_len(j, c);
+    s->tag = __atomic_load_n(&j->tag, __ATOMIC_RELAXED);
     __atomic_store_n(&s->pos, 2 * lo, __ATOMIC_RELAXED);
     __atomic_store_n(&s->rgen, s->rgen + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&s->job, j, __ATOMIC_RELEASE);
@@ -79,6 +80,7 @@ static bool run_range(shared_t *sh, wslot_t *s, unsigned long *tasks)
     __atomic_store_n(&s->pos, 2 * hi + 2, __ATOMIC_RELEASE);
     uint32_t len = (uint32_t)(hi - s->chunk * j->chunksize);
     __atomic_store_n(&j->chunk_done[s->chunk], MPOOL__CHUNK_STARTED | len, __ATOMIC_RELEASE);
+    if (MPOOL__UNLIKELY(sh->fault == FAULT_DIE_AFTER_PUBLISH)) raise(SIGKILL);
     __atomic_store_n(&s->job, NULL, __ATOMIC_RELEASE);
     notify_parent(sh);
     return max && *tasks >= max;

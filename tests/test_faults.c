@@ -850,6 +850,49 @@ static void pool_keeps_the_callers_descriptors_with_inherit_fds(void **state)
     close(fds[1]);
 }
 
+/* A worker that dies right after publishing a chunk, before clearing its
+ * slot (a fault injection point of the local backend, MPOOL_TEST_FAULT):
+ * the server used to store the chunk's progress word again, which cleared
+ * the REPORTED mark of an unordered iterator that had handed the chunk out
+ * already, so it came out twice (or wrote into a job already freed). The
+ * caller polls, to see each chunk the moment it is published. */
+static void unordered_chunk_never_twice_after_a_death_at_publication(void **state)
+{
+    (void)state;
+    setenv("MPOOL_TEST_FAULT", "die-after-publish", 1);
+    mpool_pool_opts_t o = {.processes = 2};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    unsetenv("MPOOL_TEST_FAULT");
+    assert_non_null(p);
+    enum { N = 1500 }; /* one death per chunk: about 1 ms each */
+    static long in[N];
+    for (long i = 0; i < N; i++) in[i] = i;
+    mpool_iter_t *it = mpool_pool_imap_unordered(p, square, in, N, sizeof *in, sizeof *in, 1);
+    assert_non_null(it);
+    static bool seen[N];
+    size_t got = 0, twice = 0;
+    for (double end = tu_now() + 60 * tu_slack(); got + twice < N && tu_now() < end;) {
+        long y;
+        size_t idx = SIZE_MAX;
+        int err = mpool_iter_next(it, &y, &idx, 0);
+        if (err == ETIMEDOUT) continue;
+        if (err == ENODATA) break;
+        assert_int_equal(err, 0);
+        assert_true(idx < N);
+        assert_int_equal(y, (long)idx * (long)idx);
+        if (seen[idx])
+            twice++;
+        else
+            got++;
+        seen[idx] = true;
+    }
+    print_message("%zu chunks, each ending in a worker death: %zu handed out twice\n", got, twice);
+    assert_int_equal(twice, 0);
+    assert_int_equal(got, N);
+    mpool_iter_free(it);
+    mpool_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* e.g. "*subreaper*" */
@@ -871,6 +914,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(free_of_busy_workers_is_prompt_and_complete),
         cmocka_unit_test(pool_closes_the_callers_descriptors_by_default),
         cmocka_unit_test(pool_keeps_the_callers_descriptors_with_inherit_fds),
+        cmocka_unit_test(unordered_chunk_never_twice_after_a_death_at_publication),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
