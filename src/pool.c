@@ -480,6 +480,9 @@ void mpool_async_free(mpool_async_t *a)
     mpool_pool_t *p = a->pool;
     if (!mpool__pool_enter(p)) return; /* the free under way releases it */
     pthread_mutex_lock(&p->lock);
+    /* Bytes results not collected yet are dropped, not collected now:
+     * the caller gave up the handle, and could not know which to free. */
+    if (a->bytes) a->user_out = NULL;
     if (mpool__async_check(a)) {
         live_unlink(a);
         job_release(a);

@@ -224,8 +224,9 @@ MPOOL_API int mpool_pool_map_bytes(mpool_pool_t *p, mpool_bytes_fn fn, const mpo
 /* The same without waiting; NULL with errno EINVAL or ENOMEM. out[] is set
  * to {NULL, 0} at once and filled as chunks complete, during the calls on
  * the handle (wait, ready, get, progress); it must stay valid until the
- * handle is ready or freed. Results not yet collected when the handle is
- * freed are dropped (and their memory released). */
+ * handle is ready or freed. Results collected before the handle is freed
+ * stay in out[] (free them); those not yet collected then are dropped (and
+ * their memory released), never written to out[] by the free itself. */
 MPOOL_API mpool_async_t *mpool_pool_map_bytes_async(mpool_pool_t *p, mpool_bytes_fn fn,
                                                     const mpool_bytes_t *in, size_t n,
                                                     mpool_bytes_t *out, size_t chunksize);
