@@ -258,8 +258,8 @@ MPOOL_API int mpool_iter_next_bytes(mpool_iter_t *it, mpool_bytes_t *out, size_t
 typedef int (*mpool_source_fn)(void *state, mpool_bytes_t *item);
 
 /* Maps fn over the items a source yields. At most `window` items are read
- * from the source and not yet returned by mpool_iter_next_bytes (0: 16 per
- * worker, at least 64: enough that no worker waits for input while the
+ * from the source and not yet returned by mpool_iter_next_bytes (0: 64 per
+ * worker, at least 256: enough that no worker waits for input while the
  * caller waits for results; see docs/BENCHMARKS.md), so a stream of any
  * length runs in memory bounded by the window times the item sizes. The
  * source is called only from the caller's thread, inside this call and
