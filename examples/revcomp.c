@@ -47,11 +47,18 @@ static size_t header_len(const char *rec, size_t len)
     return nl ? (size_t)(nl - rec) + 1 : len;
 }
 
-static size_t bases(const char *s, size_t len)
+/* Bases in s: every byte but the line ends, counted with memchr (which
+ * scans many bytes a step) rather than byte by byte. */
+static size_t count_of(const char *s, size_t len, char c)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += s[i] != '\n' && s[i] != '\r';
+    for (const char *p = s, *end = s + len; (p = memchr(p, c, (size_t)(end - p))); p++) n++;
     return n;
+}
+
+static size_t bases(const char *s, size_t len)
+{
+    return len - count_of(s, len, '\n') - count_of(s, len, '\r');
 }
 
 /* Bytes of the record's reverse complement. */
@@ -61,23 +68,43 @@ static size_t revcomp_size(const char *rec, size_t len)
     return h + (h && rec[h - 1] != '\n') + n + (n + LINE - 1) / LINE;
 }
 
-/* Writes the reverse complement of the record to dst (revcomp_size bytes). */
+/* dst[k] = complement of src[n - 1 - k]: no aliasing, so the compiler may
+ * unroll it. */
+static void complement_reversed(char *restrict dst, const unsigned char *restrict src, size_t n)
+{
+    for (size_t k = 0; k < n; k++) dst[k] = (char)complement[src[n - 1 - k]];
+}
+
+/* Writes the reverse complement of the record to dst (revcomp_size bytes).
+ * The sequence is read backwards one input line at a time (memrchr finds
+ * the line ends) and written forwards in runs that end at an input line's
+ * start or an output line's end, so that the inner loop is only the table
+ * lookup. */
 static void revcomp_into(const char *rec, size_t len, char *dst)
 {
     size_t h = header_len(rec, len);
     memcpy(dst, rec, h);
     dst += h;
     if (h && rec[h - 1] != '\n') *dst++ = '\n';
-    const unsigned char *p = (const unsigned char *)rec + len, *stop = (const unsigned char *)rec + h;
-    int col = 0;
+    const unsigned char *p = (const unsigned char *)rec + len,
+                        *stop = (const unsigned char *)rec + h;
+    size_t col = 0;
     while (p > stop) {
-        unsigned char c = *--p;
-        if (c == '\n' || c == '\r') continue;
-        *dst++ = (char)complement[c];
-        if (++col == LINE) {
-            *dst++ = '\n';
-            col = 0;
+        const unsigned char *nl = memrchr(stop, '\n', (size_t)(p - stop));
+        const unsigned char *from = nl ? nl + 1 : stop;
+        if (p > from && p[-1] == '\r') p--; /* CRLF input */
+        while (p > from) {
+            size_t run = (size_t)(p - from), room = LINE - col;
+            if (run > room) run = room;
+            p -= run;
+            complement_reversed(dst, p, run);
+            dst += run;
+            if ((col += run) == LINE) {
+                *dst++ = '\n';
+                col = 0;
+            }
         }
+        p = nl ? nl : stop;
     }
     if (col) *dst = '\n';
 }
