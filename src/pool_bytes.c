@@ -56,7 +56,7 @@
 /* Segments double up to the largest small heap block, then stay: small
  * blocks are reused from their free list by the next call with their pages
  * still mapped (large ones give their pages back when freed). */
-#define SEG_MAX (((size_t)1 << 20) - 64 - sizeof(seg_t))
+#define SEG_MAX (((size_t)1 << 20) - MPOOL__CACHELINE - sizeof(seg_t)) /* heap header: shm.c */
 
 typedef struct {
     const char *data; /* in the shared heap (the caller's, or the call's copy) */
