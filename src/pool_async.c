@@ -22,6 +22,7 @@ bool mpool__async_check(mpool_async_t *a)
     if (!done) return false;
     if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
     a->ready = true;
+    mpool__failures_job_ready(a);
     return true;
 }
 
@@ -47,7 +48,9 @@ int mpool__async_item_code(const mpool_async_t *a, size_t i, int *status)
         *status = 0;
         return ENOMEM;
     }
-    return mpool__item_code(a->job, i, status);
+    int code = mpool__item_code(a->job, i, status);
+    if (code) *status = mpool__failure_status((mpool_async_t *)a, i, *status);
+    return code;
 }
 
 static int async_wait(mpool_async_t *a, double timeout)
@@ -88,11 +91,7 @@ int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
     if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = ENODATA;
     size_t first = first_failure(a);
-    if (first != SIZE_MAX) {
-        f->index = first;
-        f->code = mpool__async_item_code(a, first, &f->status); /* recorded before first_fail */
-        err = 0;
-    }
+    if (first != SIZE_MAX) err = mpool__failure_fill(a, first, f); /* recorded before first_fail */
     mpool__pool_leave(a->pool);
     return err;
 }
