@@ -508,21 +508,34 @@ int mpool_iter_failure(mpool_iter_t *it, mpool_failure_t *f)
     return err;
 }
 
+/* Appends n bytes of src at buf + *len as far as cap allows (one byte kept
+ * for the NUL); *len counts them all, like snprintf's return. */
+static void append(char *buf, size_t cap, size_t *len, const char *src, size_t n)
+{
+    if (*len + 1 < cap) {
+        size_t room = cap - 1 - *len;
+        memcpy(buf + *len, src, n < room ? n : room);
+    }
+    *len += n;
+}
+
 size_t mpool_failure_format(const mpool_failure_t *f, char *buf, size_t cap)
 {
     char dummy;
     if (!buf || !cap) buf = &dummy, cap = 1;
-    if (!f) {
-        buf[0] = 0;
-        return 0;
+    size_t len = 0;
+    if (f) {
+        const char *m = f->message ? f->message : "item failed";
+        append(buf, cap, &len, m, strlen(m));
+        append(buf, cap, &len, "\n", 1);
+        for (const char *l = f->backtrace; l && *l;) {
+            size_t n = strcspn(l, "\n");
+            append(buf, cap, &len, "  ", 2);
+            append(buf, cap, &len, l, n);
+            append(buf, cap, &len, "\n", 1);
+            l += n + (l[n] == '\n');
+        }
     }
-    int need = snprintf(buf, cap, "%s\n", f->message ? f->message : "item failed");
-    size_t total = need > 0 ? (size_t)need : 0;
-    for (const char *l = f->backtrace; l && *l;) {
-        size_t n = strcspn(l, "\n"), at = total < cap ? total : cap - 1;
-        int r = snprintf(buf + at, cap - at, "  %.*s\n", (int)n, l);
-        total += r > 0 ? (size_t)r : 0;
-        l += n + (l[n] == '\n');
-    }
-    return total;
+    buf[len < cap ? len : cap - 1] = 0;
+    return len;
 }

@@ -125,7 +125,7 @@ static void settle(shared_t *sh, wslot_t *s, int sig, unsigned cause)
  * Read on the SIGKILL path only, so its cost does not matter. */
 static unsigned long oom_kills(void)
 {
-    char path[512] = "/sys/fs/cgroup", buf[512];
+    char path[1024] = "/sys/fs/cgroup", buf[512]; /* path: room for all of buf */
     int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
     ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
     if (fd >= 0) close(fd);
