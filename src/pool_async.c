@@ -5,9 +5,23 @@
  * by mpool_async_free (src/pool.c). */
 #include <mpool/pool.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "pool_front.h"
+
+/* True while the pool lock is held: by mpool_async_free (or reap_orphans)
+ * around this check, since waits run without it. A free of a handle that
+ * is not ready must deliver nothing more into the caller's array (the
+ * caller dropped it: no one would free the copies), so the collection of
+ * a partly done bytes call waits for a check outside the lock; another
+ * thread holding the lock for a moment only defers it to the next check. */
+static bool lock_held(mpool_pool_t *p)
+{
+    if (pthread_mutex_trylock(&p->lock)) return true;
+    pthread_mutex_unlock(&p->lock);
+    return false;
+}
 
 /* True once every chunk of the job is complete; copies staged results out
  * (bytes: moves out those of every chunk complete so far, also before the
@@ -18,7 +32,7 @@ bool mpool__async_check(mpool_async_t *a)
     const mpool__job_t *j = a->job;
     while (a->complete < j->nchunks && mpool__chunk_complete(j, a->complete)) a->complete++;
     bool done = a->complete == j->nchunks; /* before the collection: it must see them all */
-    if (a->bytes) mpool__bytes_collect(a);
+    if (a->bytes && (done || !lock_held(a->pool))) mpool__bytes_collect(a);
     if (!done) return false;
     if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
     a->ready = true;
