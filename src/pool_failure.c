@@ -163,6 +163,23 @@ static const mpool__fail_detail_t *detail_of(const mpool__fail_detail_t *d, size
 /* Moves the failures of r's finished job into private memory and frees its
  * shared table and details (under reg_lock). Without memory for the copy
  * they stay shared until the entry is swept. */
+/* Appends v (with a private copy of d, if any) to the harvest; false
+ * without memory. */
+static bool hv_add(hv_t **hv, size_t *n, size_t *cap, hv_t v, const mpool__fail_detail_t *d)
+{
+    if (*n == *cap) {
+        size_t more_cap = *cap ? 2 * *cap : 16;
+        hv_t *more = realloc(*hv, more_cap * sizeof *more);
+        if (!more) return false;
+        *hv = more;
+        *cap = more_cap;
+    }
+    if (d && !(v.d = malloc(sizeof *d))) return false;
+    if (d) memcpy(v.d, d, sizeof *d);
+    (*hv)[(*n)++] = v;
+    return true;
+}
+
 static void harvest(reg_t *r)
 {
     mpool__job_t *j = r->job;
@@ -170,29 +187,18 @@ static void harvest(reg_t *r)
     hv_t *hv = NULL;
     for (size_t i = first; i < j->n; i++) {
         if (i % 16 == 0 && !__atomic_load_n(&j->codes[i / 16], __ATOMIC_ACQUIRE)) {
-            i += 15;
+            i += 15; /* a word without a failure */
             continue;
         }
         int status, code = mpool__item_code(j, i, &status);
         if (!code) continue;
-        if (n == cap) {
-            size_t more_cap = cap ? 2 * cap : 16;
-            hv_t *more = realloc(hv, more_cap * sizeof *hv);
-            if (!more) goto fail;
-            hv = more;
-            cap = more_cap;
-        }
         const mpool__item_fail_t *rec = j->items ? &j->items[i] : NULL;
-        hv[n] = (hv_t){i, status, rec ? rec->reruns : 0, rec ? rec->cause : 0, NULL};
-        const mpool__fail_detail_t *d = detail_of(r->head, i);
-        if (d && !(hv[n].d = malloc(sizeof *d))) goto fail;
-        if (d) memcpy(hv[n].d, d, sizeof *d);
-        n++;
-        continue;
-    fail:
-        for (size_t k = 0; k < n; k++) free(hv[k].d);
-        free(hv);
-        return;
+        hv_t v = {i, status, rec ? rec->reruns : 0, rec ? rec->cause : 0, NULL};
+        if (!hv_add(&hv, &n, &cap, v, detail_of(r->head, i))) {
+            for (size_t k = 0; k < n; k++) free(hv[k].d);
+            free(hv);
+            return;
+        }
     }
     r->hv = hv;
     r->nhv = n;

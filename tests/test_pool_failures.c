@@ -531,6 +531,90 @@ static void death_inside_the_handler(void **state)
     mpool_shm_free(in);
 }
 
+static void exits_42(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+static int own_handler(void *arg)
+{
+    (void)arg;
+    signal(SIGSEGV, exits_42);
+    return 0;
+}
+
+/* A handler that the initializer installs wins over the pool's. */
+static void initializer_handler_wins(void **state)
+{
+    (void)state;
+    size_t n = 6;
+    item_t *in = items(n);
+    in[2].action = T_SEGV;
+    long *out = calloc(n, sizeof *out);
+    mpool_pool_opts_t o = {.processes = 2, .initializer = own_handler};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    assert_non_null(p);
+    mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 1);
+    mpool_failure_t f[64];
+    assert_int_equal(failures(a, f), 1);
+    assert_int_equal(f[0].status, 0);
+    assert_null(f[0].backtrace);
+    assert_non_null(strstr(f[0].message, "exited with status 42"));
+    check_others(in, out, n);
+    mpool_async_free(a);
+    mpool_pool_free(p);
+    free(out);
+    mpool_shm_free(in);
+}
+
+static int bytes_task(const void *in, size_t len, mpool_out_t *out, void *ctx)
+{
+    (void)ctx;
+    if (len && *(const char *)in == 'x') {
+        mpool_task_error("bytes item of %zu bytes", len);
+        return 3;
+    }
+    return mpool_out_write(out, in, len);
+}
+
+/* Bytes calls report the same way, in the map and in the iterator. */
+static void bytes_failures(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    mpool_bytes_t in[N], out[N];
+    for (size_t i = 0; i < N; i++) in[i] = (mpool_bytes_t){i % 50 == 7 ? "xyz" : "abc", 3};
+    mpool_pool_t *p = pool(0);
+    mpool_async_t *a = mpool_pool_map_bytes_async(p, bytes_task, in, N, out, 3);
+    assert_non_null(a);
+    assert_int_equal(mpool_async_get(a, WAIT), MPOOL_ETASK);
+    mpool_failure_t f[8];
+    assert_int_equal(mpool_async_failures(a, f, 8), 4);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(f[k].index, 50 * (size_t)k + 7);
+        assert_int_equal(f[k].status, 3);
+        assert_non_null(strstr(f[k].message, "task returned 3: bytes item of 3 bytes"));
+    }
+    for (size_t i = 0; i < N; i++) free(out[i].data);
+    mpool_async_free(a);
+    mpool_iter_t *it = mpool_pool_imap_bytes(p, bytes_task, in, N, 3, true);
+    for (size_t i = 0; i < N; i++) {
+        mpool_bytes_t b;
+        size_t idx;
+        int err = mpool_iter_next_bytes(it, &b, &idx, WAIT);
+        assert_int_equal(err, i % 50 == 7 ? MPOOL_ETASK : 0);
+        if (err) {
+            assert_int_equal(mpool_iter_failure(it, &f[0]), 0);
+            assert_int_equal(f[0].index, idx);
+            assert_non_null(strstr(f[0].message, "bytes item"));
+        }
+        free(b.data);
+    }
+    mpool_iter_free(it);
+    mpool_pool_free(p);
+}
+
 int main(void)
 {
     struct sigaction sa;
@@ -548,6 +632,8 @@ int main(void)
         cmocka_unit_test(retries_flaky_and_deterministic),
         cmocka_unit_test(chaos_with_retries),
         cmocka_unit_test(death_inside_the_handler),
+        cmocka_unit_test(initializer_handler_wins),
+        cmocka_unit_test(bytes_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
