@@ -4,11 +4,12 @@
  * messages; the iterator's last failure; retries; a crash inside the
  * worker's own signal handler. Every wait is bounded.
  *
- * Under AddressSanitizer the test process (hence every worker) already has
- * ASan's handlers for SIGSEGV, SIGBUS and SIGFPE: they win over the pool's,
- * as any handler a worker already has does, and turn the crash into an
- * exit. The checks that need the pool's handler for those signals are
- * skipped then (asan_has()); SIGABRT, SIGKILL and the rest run. */
+ * Under AddressSanitizer the test process (hence every worker) has ASan's
+ * handlers for SIGSEGV, SIGBUS and SIGFPE, and ASan's sigaction
+ * interceptor keeps them in place when a worker installs its own: they
+ * turn the crash into an exit (status 0). The checks that need another
+ * handler for those signals are skipped then (asan_has()); SIGABRT,
+ * SIGKILL, the handler's own death and the rest run. */
 #include "testutil.h"
 
 #include <limits.h>
@@ -548,6 +549,7 @@ static int own_handler(void *arg)
 static void initializer_handler_wins(void **state)
 {
     (void)state;
+    if (asan_has()) skip(); /* ASan's interceptor keeps its own SIGSEGV handler first */
     size_t n = 6;
     item_t *in = items(n);
     in[2].action = T_SEGV;

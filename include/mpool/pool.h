@@ -120,10 +120,12 @@ typedef struct {
      * Workers handle SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS on
      * an alternate stack to record this, then die of the signal as before. A handler
      * that the initializer installed for one of them wins (then no backtrace);
-     * handlers inherited from the caller's process (a sanitizer's) are replaced. No backtrace
-     * either when the worker died while recording it (a stack overflowing its signal stack), or
-     * when memory for the details ran out (message then says less: the failure itself is always
-     * kept). */
+     * handlers inherited from the caller's process are replaced (but AddressSanitizer's
+     * interceptor keeps its own SIGSEGV, SIGBUS and SIGFPE handlers: under ASan such a
+     * crash reads as an exit). No backtrace either when the worker died while recording
+     * it (a stack overflowing its signal stack), or when memory for the details ran out
+     * (message then says less: the failure itself is always kept). No file:line: only
+     * dladdr's names; addr2line -e <object> <offset> gives them for unnamed frames. */
     const char *backtrace;
 } mpool_failure_t;
 
