@@ -85,7 +85,7 @@ demos() {
     configure build-release -DCMAKE_BUILD_TYPE=Release -DMPOOL_BUILD_TESTS=OFF \
         -DMPOOL_BUILD_EXAMPLES=ON -DMPOOL_BUILD_BENCH=OFF
     local demo
-    for demo in squares counter rlock pipe_hello producer_consumer joinable pi pi_pool primes align; do
+    for demo in squares counter rlock pipe_hello producer_consumer joinable pi pi_pool primes align crash_report; do
         if [ -x "build-release/$demo" ]; then
             printf '\n=== %s\n' "$demo"
             "build-release/$demo"

@@ -10,6 +10,13 @@
  *   pool.imap_cs1_us       imap_unordered(chunksize=1), per item
  *   pool.pi_*              pi integral N=2e8: sequential time, speed-ups of
  *                          2 workers and of OpenMP with 2 threads
+ *   pool.fail_recover_us   cost of a failure: a 1-worker pool's apply of a task
+ *                          that dereferences NULL, from the call to the
+ *                          replacement worker having run the next apply
+ *                          (minus one plain apply round trip)
+ *   pool.fail_recover_sym_us  the same, with the failure's message and
+ *                          backtrace built (mpool_async_failures: dladdr)
+ *   pool.fail_symbolize_us  that report alone
  *   pool.mem_*             a 2-worker pool + map of 1e7 8-byte items:
  *                          what it adds beyond the in/out arrays (parent
  *                          RSS after, shared heap while it runs); with
@@ -94,6 +101,58 @@ static void bench_map(mpool_pool_t *p)
     free(out);
     mpool_shm_free(sin);
     mpool_shm_free(sout);
+}
+
+__attribute__((noinline)) static int crasher(const void *in, void *out, void *ctx)
+{
+    (void)in;
+    (void)out;
+    (void)ctx;
+    *(volatile int *)NULL = 1;
+    return 0;
+}
+
+/* One crash and the next apply, in us; *sym: the report's share (sym NULL:
+ * no report). */
+static double crash_once(mpool_pool_t *p, double *sym)
+{
+    long x = 3, y;
+    double t0 = bench_now();
+    mpool_async_t *a = mpool_pool_apply_async(p, crasher, &x, sizeof x, &y, sizeof y);
+    if (!a || mpool_async_get(a, MPOOL_FOREVER) != MPOOL_EWORKER) exit(1);
+    if (sym) {
+        double s0 = bench_now();
+        mpool_failure_t f;
+        if (mpool_async_failures(a, &f, 1) != 1 || !f.backtrace) exit(1);
+        *sym = (bench_now() - s0) * 1e6;
+    }
+    mpool_async_free(a);
+    if (mpool_pool_apply(p, square, &x, sizeof x, &y, sizeof y) || y != 9) exit(1);
+    return (bench_now() - t0) * 1e6;
+}
+
+static void bench_failure(void)
+{
+    mpool_pool_opts_t o = {.processes = 1};
+    mpool_pool_t *p = mpool_pool_new(&o);
+    if (!p) exit(1);
+    int reps = quick ? 5 : 21;
+    double plain[21], t[21], ts[21], sym[21];
+    long x = 3, y;
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        if (mpool_pool_apply(p, square, &x, sizeof x, &y, sizeof y)) exit(1);
+        plain[r] = (bench_now() - t0) * 1e6;
+    }
+    double rtt = bench_median(plain, reps);
+    for (int r = 0; r < reps; r++) {
+        t[r] = crash_once(p, NULL) - rtt;
+        ts[r] = crash_once(p, &sym[r]) - rtt;
+    }
+    bench_result("pool.fail_recover_us", bench_median(t, reps), "us");
+    bench_result("pool.fail_recover_sym_us", bench_median(ts, reps), "us");
+    bench_result("pool.fail_symbolize_us", bench_median(sym, reps), "us");
+    mpool_pool_free(p);
 }
 
 static void bench_rtt(mpool_pool_t *p)
@@ -264,6 +323,7 @@ int main(void)
     bench_rtt(p);
     bench_pi(p);
     mpool_pool_free(p);
+    bench_failure();
     bench_ratio("pool.map_python_over_mpool", "py.pool.map_ns_per_item", "pool.map_ns_per_item");
     bench_ratio("pool.rtt_python_over_mpool", "py.pool.imap_cs1_us", "pool.imap_cs1_us");
     bench_ratio("pool.apply_python_over_mpool", "py.pool.apply_rtt_us", "pool.apply_rtt_us");

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 /* The one table of codes the library returns: name and description. */
-#define MPOOL__ERROR_TABLE(X)                                                                       \
+#define MPOOL__ERROR_TABLE(X)                                                                      \
     X(0, "0", "Success")                                                                           \
     X(EINVAL, "EINVAL", "Invalid argument or wrong state")                                         \
     X(ENOMEM, "ENOMEM", "Out of memory (or the shared heap is full)")                              \

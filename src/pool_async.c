@@ -5,9 +5,23 @@
  * by mpool_async_free (src/pool.c). */
 #include <mpool/pool.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include "pool_front.h"
+
+/* True while the pool lock is held: by mpool_async_free (or reap_orphans)
+ * around this check, since waits run without it. A free of a handle that
+ * is not ready must deliver nothing more into the caller's array (the
+ * caller dropped it: no one would free the copies), so the collection of
+ * a partly done bytes call waits for a check outside the lock; another
+ * thread holding the lock for a moment only defers it to the next check. */
+static bool lock_held(mpool_pool_t *p)
+{
+    if (pthread_mutex_trylock(&p->lock)) return true;
+    pthread_mutex_unlock(&p->lock);
+    return false;
+}
 
 /* True once every chunk of the job is complete; copies staged results out
  * (bytes: moves out those of every chunk complete so far, also before the
@@ -18,10 +32,11 @@ bool mpool__async_check(mpool_async_t *a)
     const mpool__job_t *j = a->job;
     while (a->complete < j->nchunks && mpool__chunk_complete(j, a->complete)) a->complete++;
     bool done = a->complete == j->nchunks; /* before the collection: it must see them all */
-    if (a->bytes) mpool__bytes_collect(a);
+    if (a->bytes && (done || !lock_held(a->pool))) mpool__bytes_collect(a);
     if (!done) return false;
     if (a->staging && a->user_out) memcpy(a->user_out, a->staging, j->n * j->out_size);
     a->ready = true;
+    mpool__failures_job_ready(a);
     return true;
 }
 
@@ -47,7 +62,9 @@ int mpool__async_item_code(const mpool_async_t *a, size_t i, int *status)
         *status = 0;
         return ENOMEM;
     }
-    return mpool__item_code(a->job, i, status);
+    int code = mpool__item_code(a->job, i, status);
+    if (code) *status = mpool__failure_status((mpool_async_t *)a, i, *status);
+    return code;
 }
 
 static int async_wait(mpool_async_t *a, double timeout)
@@ -88,11 +105,7 @@ int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f)
     if (!mpool__pool_enter(a->pool)) return ECANCELED;
     int err = ENODATA;
     size_t first = first_failure(a);
-    if (first != SIZE_MAX) {
-        f->index = first;
-        f->code = mpool__async_item_code(a, first, &f->status); /* recorded before first_fail */
-        err = 0;
-    }
+    if (first != SIZE_MAX) err = mpool__failure_fill(a, first, f); /* recorded before first_fail */
     mpool__pool_leave(a->pool);
     return err;
 }

@@ -45,9 +45,9 @@
  * word; a later record of the same item replaces the earlier one, as when
  * a worker dies while recording it). n/4 bytes: cheap next to the inputs.
  *
- * cfail[c]: the lowest failed item of chunk c and its status, which is all
- * the API reports beyond the codes (mpool_async_failure gives the first
- * failure of the job, the lowest failure of its chunk). off1: 0 none, else
+ * cfail[c]: the lowest failed item of chunk c and its status: off1 0 says
+ * at one load that the chunk has no failure (the bytes collection's fast
+ * path); the per-item details are in items[] below. off1: 0 none, else
  * 1 + the item's offset in the chunk. Only one process writes a chunk's
  * record at a time (the one running the chunk, or the one settling it
  * after its death), so the record needs no CAS: status first, then off1
@@ -56,6 +56,55 @@ typedef struct {
     uint32_t off1;
     int32_t status; /* as mpool_failure_t.status */
 } mpool__chunk_fail_t;
+
+/* items[i]: item i's own record, reserved when the call is accepted (the
+ * backend's submit: mpool__job_attach_items) and written only when the item
+ * fails or is retried, so a map without failures never touches it (the
+ * codes say which records are valid). Small jobs keep it in their own block;
+ * larger ones in a block of its own, whose pages cost memory only where a
+ * failure touched them. status: as mpool_failure_t.status. reruns: runs
+ * started after the first (retries). cause: MPOOL__CAUSE_*, with the exit
+ * status in bits 8..15 for CAUSE_EXIT: what the message can say even when
+ * the details below could not be allocated.
+ * Fallback: when the heap cannot hold the table (items NULL, or a backend
+ * that does not attach one), every failure is still kept with its code,
+ * the lowest failure of each chunk with its status (cfail), the others
+ * with status 0, attempts 1 and no retries. */
+typedef struct {
+    int32_t status;
+    uint16_t reruns;
+    uint16_t cause;
+} mpool__item_fail_t;
+
+enum {
+    MPOOL__CAUSE_NONE,    /* the code and status say it all */
+    MPOOL__CAUSE_TIMEOUT, /* SIGKILL by task_timeout */
+    MPOOL__CAUSE_OUTSIDE, /* SIGKILL not sent by the pool */
+    MPOOL__CAUSE_OOM,     /* SIGKILL while the cgroup's oom_kill count moved */
+    MPOOL__CAUSE_EXIT,    /* exited (status in bits 8..15) */
+    MPOOL__CAUSE_SIGNAL,  /* another fatal signal */
+    MPOOL__CAUSE_SERVER,  /* killed with the pool's fork server, which died */
+};
+
+#define MPOOL__FRAMES 32 /* return addresses kept of a crashed task */
+
+/* The rarer details of one failure, allocated in the shared heap on the
+ * failure path by whoever records them (a worker: its task's message; the
+ * fork server: a crash) and pushed on job->details (a CAS on the head; the
+ * newest first; an item retried after a crash may have several: the
+ * newest counts, and only while the item's code says it failed). When the
+ * allocation fails the failure is still recorded, only without them.
+ * Freed in the caller's process once the job is gone (src/pool_failure.c). */
+typedef struct mpool__fail_detail {
+    struct mpool__fail_detail *next;
+    uint64_t index;
+    uint64_t fault_addr;
+    int32_t sig; /* fatal signal with a stack recorded, else 0 */
+    int32_t pid; /* the worker's, 0 unknown */
+    uint32_t has_addr, nframes;
+    uint64_t frames[MPOOL__FRAMES];
+    char msg[MPOOL_TASK_MSG_MAX + 1]; /* the task's message, "" none */
+} mpool__fail_detail_t;
 
 /* chunk_done[c] = flags | count. STARTED is set by the backend when a
  * worker takes the chunk (chunks are taken in increasing order, so the
@@ -83,6 +132,13 @@ typedef struct mpool__job {
      * after chunk_done: nchunks records, then (n + 15) / 16 code words. */
     mpool__chunk_fail_t *cfail;
     uint32_t *codes;
+    /* Details of failures (mpool__fail_detail_t), newest first; NULL none. */
+    struct mpool__fail_detail *details;
+    /* Per-item records (see mpool__item_fail_t); NULL: the fallback. */
+    mpool__item_fail_t *items;
+    /* The caller-side failure registry's name for the job (src/
+     * pool_failure.c), 0 none: tells it when the job's memory is gone. */
+    uint64_t fail_id;
     /* Completion hint, for waiters: chunks counted finished (counted before
      * their chunk_done store, so the job is still alive), done_word 0 -> 1
      * (a futex) when that count reaches nchunks, and the caller's threads
@@ -140,6 +196,25 @@ static inline size_t mpool__chunk_len(const mpool__job_t *j, size_t c)
  * chunk_done as usual. */
 MPOOL__PRIVATE void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status);
 
+/* Jobs of up to this many items keep their records in their own block. */
+#define MPOOL__ITEMS_IN_JOB 64
+
+/* Reserves the job's per-item records (items): in its block, or in a block
+ * of their own (none when the heap is full: the fallback). A backend's
+ * submit calls it before any worker can see the job. */
+void mpool__job_attach_items(mpool__job_t *j);
+
+/* The records' place in the job's own block (jobs of up to
+ * MPOOL__ITEMS_IN_JOB items). */
+mpool__item_fail_t *mpool__job_in_block(const mpool__job_t *j);
+
+/* Notes how item i's worker died (MPOOL__CAUSE_*), before mpool__job_fail
+ * of that item (no-op without records). */
+void mpool__job_cause(mpool__job_t *j, size_t i, unsigned cause);
+
+/* Pushes a details record (filled, index set) on the job's list. */
+void mpool__job_add_detail(mpool__job_t *j, mpool__fail_detail_t *d);
+
 /* Counts a finished chunk in the completion hint; the last one sets
  * done_word and wakes its waiters. Call before the chunk_done store. */
 MPOOL__PRIVATE void mpool__job_count_chunk(mpool__job_t *j);
@@ -158,9 +233,8 @@ size_t mpool__job_size(size_t n, size_t nchunks, size_t *cfail_at, size_t *codes
 /* True once every item of chunk c is finished. */
 bool mpool__chunk_complete(const mpool__job_t *j, size_t c);
 
-/* Item i's failure code (0: it succeeded) and, when it is the lowest
- * failure of its chunk, its status (else 0). Exact once its chunk is
- * complete, or for the item that first_fail names. */
+/* Item i's failure code (0: it succeeded) and its status. Exact once its
+ * chunk is complete, or for the item that first_fail names. */
 int mpool__item_code(const mpool__job_t *j, size_t i, int *status);
 
 /* What a backend implements. `p->impl` is its private state. Every wait takes
@@ -201,6 +275,10 @@ typedef struct mpool__pool_ops {
  * Of struct mpool_pool, backends read `opts` and `broken` and own `impl`;
  * they write nothing else of it. */
 void mpool__pool_break(mpool_pool_t *p, int code, int status);
+
+/* For a backend's destroy: releases what the failures of the pool's live
+ * jobs keep outside their job (src/pool_failure.c). */
+void mpool__failures_pool_gone(mpool_pool_t *p);
 
 /* The local backend: fork server + forked workers over the shared heap. */
 extern const mpool__pool_ops_t mpool__pool_local_ops;

@@ -402,6 +402,7 @@ size_t mpool__bytes_first_local_failure(const mpool_async_t *a)
 void mpool__bytes_release(mpool_async_t *a)
 {
     struct mpool__bytes *b = a->bytes;
+    mpool__failures_release(a);
     for (size_t c = 0; c < b->nchunks; c++) free_chunk(b, c);
     bytes_free(a->pool, b);
     a->bytes = NULL;

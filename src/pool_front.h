@@ -38,6 +38,10 @@ struct mpool_iter {
     size_t item;  /* next item of that chunk to hand out, or SIZE_MAX: none */
     size_t scan;  /* imap_unordered: chunks below are all reported */
     size_t left;  /* items not yet handed out */
+    /* The last item handed out with a failure code (mpool_iter_failure):
+     * last_code 0 when the last one succeeded, or none was handed out. */
+    size_t last;
+    int last_code, last_status;
 };
 
 /* One call, as the public functions pass it to mpool__submit. */
@@ -80,6 +84,23 @@ bool mpool__async_check(mpool_async_t *a);
 /* Item i's failure code (0: it succeeded) and status, with the failures
  * that only the caller's process knows (bytes: no memory for the copy). */
 int mpool__async_item_code(const mpool_async_t *a, size_t i, int *status);
+
+/* ---- failures (src/pool_failure.c) ---- */
+
+/* Fills *f for item i: 0, or ENODATA when it did not fail. */
+int mpool__failure_fill(mpool_async_t *a, size_t i, mpool_failure_t *f);
+
+/* The handle just became ready: keeps the job's failure details until the
+ * job is freed. */
+void mpool__failures_job_ready(mpool_async_t *a);
+
+/* Item i's status, once the handle is ready: its failures were harvested
+ * (`status`: what the job's own record said). */
+int mpool__failure_status(mpool_async_t *a, size_t i, int status);
+
+/* Releases at once what the job of `a` keeps outside its block (a bytes
+ * job's release: the only release that this code hears of). */
+void mpool__failures_release(mpool_async_t *a);
 
 /* ---- iterators (src/pool_iter.c) ---- */
 

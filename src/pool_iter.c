@@ -70,7 +70,7 @@ int mpool__iter_take(mpool_iter_t *it, void *out, size_t *index)
 {
     const mpool__job_t *j = it->a.job;
     size_t i = it->item;
-    int status, code = mpool__item_code(j, i, &status);
+    int status, code = mpool__async_item_code(&it->a, i, &status);
     if (index) *index = i;
     if (it->a.bytes) {
         mpool_bytes_t *b = out;
@@ -80,6 +80,9 @@ int mpool__iter_take(mpool_iter_t *it, void *out, size_t *index)
         memcpy(out, j->out + i * j->out_size, j->out_size);
     }
     it->left--;
+    it->last = i;
+    it->last_code = code;
+    it->last_status = status;
     if (++it->item == it->chunk * j->chunksize + mpool__chunk_len(j, it->chunk)) {
         if (it->a.bytes) mpool__bytes_chunk_done(&it->a, it->chunk);
         it->item = SIZE_MAX;

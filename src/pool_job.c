@@ -48,11 +48,33 @@ size_t mpool__job_size(size_t n, size_t nchunks, size_t *cfail_at, size_t *codes
     at += nchunks * sizeof(mpool__chunk_fail_t);
     *codes_at = at;
     if (words > (SIZE_MAX - at) / sizeof(uint32_t)) return 0;
-    return at + words * sizeof(uint32_t);
+    at = (at + words * sizeof(uint32_t) + 7) & ~(size_t)7; /* mpool__job_in_block */
+    return at + (n <= MPOOL__ITEMS_IN_JOB ? n * sizeof(mpool__item_fail_t) : 0);
+}
+
+mpool__item_fail_t *mpool__job_in_block(const mpool__job_t *j)
+{
+    uintptr_t at = (uintptr_t)(j->codes + j->n / 16 + 1);
+    return (mpool__item_fail_t *)((at + 7) & ~(uintptr_t)7);
+}
+
+void mpool__job_cause(mpool__job_t *j, size_t i, unsigned cause)
+{
+    if (j->items) __atomic_store_n(&j->items[i].cause, (uint16_t)cause, __ATOMIC_RELAXED);
+}
+
+void mpool__job_add_detail(mpool__job_t *j, mpool__fail_detail_t *d)
+{
+    mpool__fail_detail_t *head = __atomic_load_n(&j->details, __ATOMIC_RELAXED);
+    do d->next = head;
+    while (!__atomic_compare_exchange_n(&j->details, &head, d, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
 }
 
 void mpool__job_fail(mpool__job_t *j, size_t i, int code, int status)
 {
+    /* The item's record first: the code's release store publishes it. */
+    if (j->items) __atomic_store_n(&j->items[i].status, status, __ATOMIC_RELAXED);
     uint32_t *w = &j->codes[i / 16], shift = 2 * (uint32_t)(i % 16);
     uint32_t old = __atomic_load_n(w, __ATOMIC_RELAXED), val;
     do val = (old & ~(3u << shift)) | code_bits(code) << shift;
@@ -107,9 +129,14 @@ int mpool__item_code(const mpool__job_t *j, size_t i, int *status)
     *status = 0;
     if (i < __atomic_load_n(&j->first_fail, __ATOMIC_ACQUIRE)) return 0;
     int code = bits_code(__atomic_load_n(&j->codes[i / 16], __ATOMIC_ACQUIRE) >> 2 * (i % 16));
-    size_t c = i / j->chunksize;
+    if (!code) return 0;
+    if (j->items) {
+        *status = __atomic_load_n(&j->items[i].status, __ATOMIC_RELAXED);
+        return code;
+    }
+    size_t c = i / j->chunksize; /* the fallback: the chunk's lowest failure only */
     const mpool__chunk_fail_t *cf = &j->cfail[c];
-    if (code && __atomic_load_n(&cf->off1, __ATOMIC_ACQUIRE) == i - c * j->chunksize + 1)
+    if (__atomic_load_n(&cf->off1, __ATOMIC_ACQUIRE) == i - c * j->chunksize + 1)
         *status = __atomic_load_n(&cf->status, __ATOMIC_RELAXED);
     return code;
 }

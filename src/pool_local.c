@@ -351,6 +351,7 @@ static int local_submit(mpool_pool_t *p, mpool__job_t *job)
     feed_t *f = &L->feed;
     if (p->broken) return EINVAL;
     int err = 0;
+    mpool__job_attach_items(job);
     pthread_mutex_lock(&f->qlock);
     feed(p);
     if (!f->head && entry_free(L->sh, L->sh->tail)) {
@@ -376,6 +377,7 @@ static shared_t *shared_new(const mpool_pool_opts_t *o)
     sh->maxtasks = o->maxtasksperchild;
     const char *fault = getenv("MPOOL_TEST_FAULT"); /* tests only: pool_local.h */
     sh->fault = fault && !strcmp(fault, "die-after-publish") ? FAULT_DIE_AFTER_PUBLISH : 0;
+    sh->retries = o->retries;
     sh->task_timeout = o->task_timeout;
     sh->initializer = o->initializer;
     sh->initarg = o->initarg;
@@ -465,6 +467,7 @@ static void local_destroy(mpool_pool_t *p)
 {
     local_t *L = p->impl;
     if (!L) return;
+    mpool__failures_pool_gone(p);
     if (L->pidfd >= 0) close(L->pidfd);
     mpool_shm_free(L->sh);
     pthread_mutex_destroy(&L->lock);

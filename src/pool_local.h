@@ -36,8 +36,14 @@
  *                           mpool__local_server_main) and waitpid(-1,
  *                           WNOHANG) in reap(); worker_ended() then settles
  *                           its slot (settle(): the running item fails with
- *                           MPOOL_EWORKER, the rest of its range stays for
- *                           the replacement) and server_round() forks one.
+ *                           MPOOL_EWORKER, or is left to the replacement to
+ *                           run again while opts.retries allows, with what
+ *                           the worker's fatal-signal handler left in the
+ *                           slot (crash_*) as its details; the rest of its
+ *                           range stays for the replacement) and
+ *                           server_round() forks one.
+ *   worker dying in its     the handler stores crash_done last: a slot
+ *   signal handler          without it gets no backtrace, only the signal.
  *   worker in its           worker_ended(): a worker that ended in SLOT_
  *   initializer             INITFAIL, or died in SLOT_STARTING with an
  *                           initializer, breaks the pool (MPOOL_ETASK), never
@@ -180,7 +186,18 @@ typedef struct MPOOL__ALIGNED {
     uint32_t state;  /* SLOT_*: worker sets READY or INITFAIL; server resets */
     int32_t init_rc; /* the initializer's return value, with SLOT_INITFAIL */
     uint64_t ident;  /* mpool__self() of the occupant (by it), 0 none (by the server) */
-    /* Server-private: the occupant's pid (0 none) and the timeout sampler. */
+    /* The crash record, left by the occupant's fatal-signal handler
+     * (pool_worker.c): crash_pos and crash_rgen are pos and rgen at the
+     * fault (the item), then the signal, si_addr and the return addresses;
+     * crash_done 0 -> 1 last (release), so a worker that died inside the
+     * handler leaves crash_done 0 and no backtrace is trusted. The worker
+     * clears crash_done when it starts. */
+    uint32_t crash_done, crash_sig, crash_rgen, crash_nframes;
+    uint64_t crash_pos, crash_addr;
+    uint64_t crash_frames[MPOOL__FRAMES];
+    /* Server-private: why the server killed the occupant (MPOOL__CAUSE_*,
+     * 0: it did not), the occupant's pid (0 none) and the timeout sampler. */
+    uint32_t kill_cause;
     pid_t pid;
     uint32_t seen_rgen;
     uint64_t seen_pos;
@@ -225,6 +242,7 @@ typedef struct {
     uint32_t fault;
     int nworkers;
     unsigned maxtasks;
+    unsigned retries; /* opts.retries */
     double task_timeout;
     int (*initializer)(void *);
     void *initarg;
@@ -315,6 +333,13 @@ void mpool__local_take(wslot_t *s, mpool__job_t *j, uint32_t c);
 
 /* The worker process of slot s, from its fork to its exit. */
 __attribute__((noreturn)) void mpool__local_worker_main(shared_t *sh, wslot_t *s);
+
+/* Installs the fatal-signal handlers on an alternate stack, after the
+ * initializer: a signal whose disposition it changed from `before` (the
+ * dispositions sampled before it ran, MPOOL__NFATAL of them) keeps the
+ * initializer's. */
+#define MPOOL__NFATAL 7
+void mpool__local_crash_handlers(wslot_t *s, const struct sigaction *before);
 
 /* pool_server.c */
 

@@ -3,10 +3,16 @@
  * of its range goes to the replacement), enforces task_timeout, and exits
  * once the pool is closed and drained, or stopped. Layout, states and the
  * ways a death is detected: pool_local.h. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
+
+#include <mpool/shm.h>
 
 #include "pool_local.h"
 
@@ -43,10 +49,48 @@ static void settle_claim(shared_t *sh, wslot_t *s)
     mpool__local_take(s, j, c);
 }
 
+/* The details of item i's death: the worker's pid and, when its handler
+ * finished recording the fault of this very item, the signal's address and
+ * stack. No memory: the failure is recorded without them. */
+static void add_crash_detail(wslot_t *s, mpool__job_t *j, uint64_t i)
+{
+    mpool__fail_detail_t *d = mpool_shm_alloc(sizeof *d);
+    if (!d) return;
+    d->index = i;
+    d->pid = s->pid;
+    if (ld32(&s->crash_done) && s->crash_pos == 2 * i + 1 && s->crash_rgen == s->rgen) {
+        d->sig = (int32_t)s->crash_sig;
+        d->fault_addr = s->crash_addr;
+        d->has_addr = s->crash_sig == SIGSEGV || s->crash_sig == SIGBUS || s->crash_sig == SIGFPE ||
+                      s->crash_sig == SIGILL;
+        d->nframes = s->crash_nframes > MPOOL__FRAMES ? MPOOL__FRAMES : s->crash_nframes;
+        memcpy(d->frames, s->crash_frames, d->nframes * sizeof *d->frames);
+    }
+    mpool__job_add_detail(j, d);
+}
+
+/* The item of slot s that was running when its worker died (cause:
+ * MPOOL__CAUSE_*): true when it is to run again (retries), else it fails
+ * with (MPOOL_EWORKER, sig). A timeout is the user's verdict: not retried. */
+static bool item_died(shared_t *sh, wslot_t *s, mpool__job_t *j, uint64_t i, int sig,
+                      unsigned cause)
+{
+    mpool__item_fail_t *r = j->items ? &j->items[i] : NULL; /* none: no retries (fallback) */
+    if (r && cause != MPOOL__CAUSE_TIMEOUT && r->reruns < sh->retries && r->reruns < UINT16_MAX) {
+        r->reruns++;
+        return true;
+    }
+    add_crash_detail(s, j, i);
+    mpool__job_cause(j, i, cause);
+    mpool__job_fail(j, i, MPOOL_EWORKER, sig);
+    return false;
+}
+
 /* Settles the slot of a worker that ended: the item it was running fails
- * with (MPOOL_EWORKER, sig); what it completed counts; the rest of its range
- * stays in the slot for the replacement. */
-static void settle(shared_t *sh, wslot_t *s, int sig)
+ * with (MPOOL_EWORKER, sig), or stays to be run again (retries); what it
+ * completed counts; the rest of its range stays in the slot for the
+ * replacement. */
+static void settle(shared_t *sh, wslot_t *s, int sig, unsigned cause)
 {
     uint32_t me = (uint32_t)(s - sh->slots) + 1;
     __atomic_compare_exchange_n(&sh->spinner, &me, 0, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
@@ -55,7 +99,7 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
     if (j) {
         uint64_t pos = s->pos, next = pos >> 1, start = s->chunk * j->chunksize;
         bool counted = next > s->hi;
-        if (pos & 1) mpool__job_fail(j, next++, MPOOL_EWORKER, sig);
+        if ((pos & 1) && !item_died(sh, s, j, next, sig, cause)) next++;
         if (next >= s->hi) {
             next = s->hi;
             if (!counted) mpool__job_count_chunk(j);
@@ -78,9 +122,46 @@ static void settle(shared_t *sh, wslot_t *s, int sig)
         }
         notify_parent(sh);
     }
+    s->crash_done = 0;
+    s->kill_cause = 0;
     s->pid = 0;
     s->ident = 0;
     s->state = SLOT_EMPTY;
+}
+
+/* The oom_kill count of our cgroup (v2 memory.events), 0 when unknown.
+ * Read on the SIGKILL path only, so its cost does not matter. */
+static unsigned long oom_kills(void)
+{
+    char path[1024] = "/sys/fs/cgroup", buf[512]; /* path: room for all of buf */
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (len <= 3 || strncmp(buf, "0::", 3) != 0) return 0;
+    buf[len] = 0;
+    buf[strcspn(buf, "\n")] = 0;
+    snprintf(path + 14, sizeof path - 14, "%s/memory.events", buf + 3);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (len <= 0) return 0;
+    buf[len] = 0;
+    char *at = strstr(buf, "oom_kill ");
+    return at ? strtoul(at + 9, NULL, 10) : 0;
+}
+
+static unsigned long oom_seen; /* oom_kills() at start, or at the last SIGKILL */
+
+/* What the wait status st of a worker says about its death. */
+static unsigned death_cause(wslot_t *s, int st)
+{
+    if (s->kill_cause) return s->kill_cause;
+    if (!WIFSIGNALED(st)) return MPOOL__CAUSE_EXIT | (unsigned)(WEXITSTATUS(st) & 0xff) << 8;
+    if (WTERMSIG(st) != SIGKILL) return MPOOL__CAUSE_SIGNAL;
+    unsigned long oom = oom_kills();
+    bool moved = oom > oom_seen;
+    oom_seen = oom;
+    return moved ? MPOOL__CAUSE_OOM : MPOOL__CAUSE_OUTSIDE;
 }
 
 void mpool__local_await_death(uint64_t ident)
@@ -144,7 +225,7 @@ static void worker_ended(shared_t *sh, wslot_t *s, int st)
         sh->broken_status = s->state == SLOT_INITFAIL ? s->init_rc : -sig;
         __atomic_store_n(&sh->broken, MPOOL_ETASK, __ATOMIC_RELEASE);
     }
-    settle(sh, s, sig);
+    settle(sh, s, sig, death_cause(s, st));
 }
 
 static void reap(shared_t *sh)
@@ -172,6 +253,7 @@ static void check_timeouts(shared_t *sh)
             s->seen_at = now;
         } else if (now - s->seen_at >= sh->task_timeout) {
             kill(s->pid, SIGKILL); /* a bare pid is safe here: see mpool__local_server_main */
+            s->kill_cause = MPOOL__CAUSE_TIMEOUT;
             s->seen_pos = 0;
         }
     }
@@ -273,8 +355,10 @@ void mpool__local_server_main(shared_t *sh)
     for (int k = 0; k < sh->nworkers; k++) {
         wslot_t *s = &sh->slots[k];
         mpool__local_await_death(s->ident);
-        if (s->state != SLOT_EMPTY || s->job || s->iflag) settle(sh, s, SIGKILL);
+        if (s->state != SLOT_EMPTY || s->job || s->iflag)
+            settle(sh, s, SIGKILL, MPOOL__CAUSE_SERVER);
     }
+    oom_seen = oom_kills();
     struct timespec period = server_period(sh);
     for (;;) {
         if (ld32((const uint32_t *)&sh->broken) || ld32(&sh->stop)) server_exit(sh);

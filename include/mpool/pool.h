@@ -61,6 +61,8 @@
 
 #include "error.h"
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -90,6 +92,12 @@ typedef struct {
      * a descriptor opened before the pool. New in 1.1 (last field: zero-
      * or designated-initialized opts keep compiling and get the default). */
     bool inherit_fds;
+    /* An item whose worker died (a fatal signal, a kill from outside, an
+     * exit) is run again on a fresh worker up to `retries` more times
+     * before it fails with MPOOL_EWORKER. A task returning non-zero is never
+     * retried (its own verdict), nor an item killed by task_timeout or by
+     * terminate. 0 (the default): version-1 behaviour. New in 1.1. */
+    unsigned retries;
 } mpool_pool_opts_t;
 
 typedef struct {
@@ -97,6 +105,28 @@ typedef struct {
     int code;     /* MPOOL_ETASK, MPOOL_EWORKER or ECANCELED */
     int status;   /* ETASK: the task's return value; EWORKER: the signal that killed the
                      worker (SIGKILL for a task timeout), or 0 if it exited without one */
+    /* New in 1.1 (filled by every function that fills an mpool_failure_t): */
+    unsigned attempts;    /* runs of the item that were started (> 1 with retries) */
+    uintptr_t fault_addr; /* si_addr of the fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL),
+                             else 0 */
+    /* One line, never NULL: what happened, e.g. "item 12: worker 4711 killed by SIGSEGV
+     * at address 0x0 in parse_record+0x1c (./prog)", or the task's own message (see
+     * mpool_task_error). Valid until the async or iterator is freed. */
+    const char *message;
+    /* A fatal signal in a task: the worker's stack at the fault, one symbolized frame a
+     * line ("function+0xoff (object)"; innermost first), else NULL. Names come from
+     * dladdr: functions of the main program need -rdynamic to be named, static
+     * functions never are (their object and offset are). Same lifetime as message.
+     * Workers handle SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS on
+     * an alternate stack to record this, then die of the signal as before. A handler
+     * that the initializer installed for one of them wins (then no backtrace);
+     * handlers inherited from the caller's process are replaced (but AddressSanitizer's
+     * interceptor keeps its own SIGSEGV, SIGBUS and SIGFPE handlers: under ASan such a
+     * crash reads as an exit). No backtrace either when the worker died while recording
+     * it (a stack overflowing its signal stack), or when memory for the details ran out
+     * (message then says less: the failure itself is always kept). No file:line: only
+     * dladdr's names; addr2line -e <object> <offset> gives them for unnamed frames. */
+    const char *backtrace;
 } mpool_failure_t;
 
 /* Starts a pool and waits until every worker ran its initializer. `opts` may
@@ -289,6 +319,35 @@ MPOOL_API int mpool_async_get(mpool_async_t *a, double timeout);
 /* Details of the first failure (lowest index): returns 0 and fills *f, or
  * ENODATA when no item has failed (so far), EINVAL for NULL. */
 MPOOL_API int mpool_async_failure(mpool_async_t *a, mpool_failure_t *f);
+
+/* Every failed item so far, in index order: copies the first min(cap, total)
+ * into f and returns the total (f may be NULL with cap 0 to count). The
+ * records are reserved when the call is accepted: none is ever lost. 0 for
+ * NULL. */
+MPOOL_API size_t mpool_async_failures(mpool_async_t *a, mpool_failure_t *f, size_t cap);
+
+/* The failure of the last item that mpool_iter_next(_bytes) returned with a
+ * failure code: 0 and fills *f, ENODATA if that item did not fail (or none
+ * was returned yet), EINVAL for NULL or a source iterator. */
+MPOOL_API int mpool_iter_failure(mpool_iter_t *it, mpool_failure_t *f);
+
+/* Longest task message kept, in bytes (without the terminating NUL). */
+#define MPOOL_TASK_MSG_MAX 255
+
+/* In a task: sets the message of the item being run (printf format), which
+ * its failure reports if the task then returns non-zero (a task returning 0
+ * succeeds and the message is dropped). Up to MPOOL_TASK_MSG_MAX bytes,
+ * longer messages are truncated (on a UTF-8 character boundary), newlines
+ * and other control characters become spaces; a later call replaces it.
+ * Returns 0, or EINVAL outside a task (in the caller's process, or in a
+ * worker between tasks). Local pools only for now. */
+MPOOL_API int mpool_task_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Writes the human-readable report of a failure into buf: its message, then
+ * its backtrace, one frame a line indented by two spaces. Always
+ * NUL-terminated when cap > 0; returns the length the full report needs
+ * (as snprintf), so a return >= cap means it was truncated. */
+MPOOL_API size_t mpool_failure_format(const mpool_failure_t *f, char *buf, size_t cap);
 
 /* Items done (succeeded or failed) and items in all. Either may be NULL. */
 MPOOL_API void mpool_async_progress(mpool_async_t *a, size_t *done, size_t *total);
