@@ -217,17 +217,23 @@ static void crash_at_a_known_function(void **state)
 static void sigfpe_and_abort(void **state)
 {
     (void)state;
+    /* Integer division by zero traps on x86 only (aarch64 returns 0). */
+#if defined(__x86_64__) || defined(__i386__)
+    bool no_fpe = asan_has();
+#else
+    bool no_fpe = true;
+#endif
     size_t n = 40;
     item_t *in = items(n);
-    in[3].action = asan_has() ? T_OK : T_FPE;
+    in[3].action = no_fpe ? T_OK : T_FPE;
     in[30].action = T_ABORT;
     long *out = calloc(n, sizeof *out);
     mpool_pool_t *p = pool(0);
     mpool_async_t *a = mpool_pool_map_async(p, task, in, n, sizeof *in, out, sizeof *out, 4);
     mpool_failure_t f[64];
     size_t nf = failures(a, f), k = 0;
-    assert_int_equal(nf, asan_has() ? 1 : 2);
-    if (!asan_has()) {
+    assert_int_equal(nf, no_fpe ? 1 : 2);
+    if (!no_fpe) {
         assert_int_equal(f[0].index, 3);
         assert_int_equal(f[0].status, SIGFPE);
         assert_true(f[0].fault_addr != 0); /* the faulting instruction */
